@@ -1,0 +1,2 @@
+//! grove-chaos: fault injection and history checking against a real Grove topology. Not built
+//! yet: see issue "Chaos harness".

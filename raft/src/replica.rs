@@ -1,0 +1,557 @@
+//! One running replica of a Raft group: storage, Raft core, gRPC server, and the client API
+//! (writes and linearizable reads on any replica, membership changes, status).
+//!
+//! Routing protocol for calls only the leader answers (writes, read indexes, membership):
+//! 1. Look at the local metrics. No leader known: wait for one until the deadline, then
+//!    `Unavailable`.
+//! 2. This replica leads: refuse at once (`Unavailable`) if no quorum acknowledged it within one
+//!    maximum election timeout, else hand the call to openraft, bounded by the deadline.
+//! 3. Another replica leads: forward once over gRPC with `from` = our id. The leader answers or
+//!    redirects (it never forwards again); an unreachable leader is retried until the deadline.
+//!
+//! A linearizable read on any replica obtains the leader's read index (leadership confirmed by
+//! a quorum), waits until the local state machine has applied that index, then reads locally.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use grove_proto::raft::forward_reply::Result as Reply;
+use grove_proto::raft::forward_request::Op;
+use grove_proto::raft::{failure, Failure, ForwardRequest, Learner, ReadIndex, Redirect, Voters};
+use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, RaftMetrics, ServerState};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::app::{decode_json, encode_json, StateMachine};
+use crate::config::{ReplicaConfig, Timing};
+use crate::network::{NetworkFactory, NetworkFaults, Peers};
+use crate::state_machine::{Shared, StateMachineStore};
+use crate::store::{Db, LogStore};
+use crate::types::{Applied, Command, NodeId, Raft};
+use crate::{Error, Result};
+
+/// A running replica. Cheap to clone; every clone talks to the same replica.
+pub struct Replica<S: StateMachine> {
+    inner: Arc<Inner<S>>,
+}
+
+impl<S: StateMachine> Clone for Replica<S> {
+    fn clone(&self) -> Self {
+        Replica { inner: self.inner.clone() }
+    }
+}
+
+pub(crate) struct Inner<S> {
+    pub group: String,
+    pub id: NodeId,
+    pub addr: String,
+    pub raft: Raft,
+    pub state: Shared<S>,
+    pub faults: Arc<NetworkFaults>,
+    peers: Peers,
+    committed: Arc<AtomicU64>,
+    timing: Timing,
+    server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
+    db: std::sync::Weak<rocksdb::DB>,
+}
+
+/// Where a leader-only call goes.
+enum Route {
+    Here,
+    Peer { id: NodeId, addr: String },
+}
+
+impl<S: StateMachine> Replica<S> {
+    /// Open the data directory, bind `config.listen`, start Raft and serve its gRPC.
+    pub async fn start(config: ReplicaConfig) -> Result<Replica<S>> {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| Error::Network(format!("cannot bind the raft listener {}: {e}", config.listen)))?;
+        Self::start_with_listener(config, listener).await
+    }
+
+    /// Like [`Replica::start`], on a listener the caller already bound (tests bind port 0 first
+    /// to learn every replica's address).
+    pub async fn start_with_listener(mut config: ReplicaConfig, listener: tokio::net::TcpListener) -> Result<Replica<S>> {
+        config.validate()?;
+        let local: SocketAddr = listener.local_addr().map_err(|e| Error::Network(e.to_string()))?;
+        config.listen = local;
+        let raft_config = Arc::new(config.openraft_config()?);
+
+        let db = Db::open(&config.data_dir, &config.group, config.id)?;
+        let committed = Arc::new(AtomicU64::new(0));
+        let db_alive = db.liveness();
+        let log_store = LogStore::new(db.clone(), committed.clone());
+        let (sm_store, state) = StateMachineStore::<S>::open(db)?;
+
+        let faults = Arc::new(NetworkFaults::default());
+        let peers = Peers::new(Duration::from_millis(config.timing.election_timeout_min_ms.max(200)));
+        let network =
+            NetworkFactory { group: config.group.clone(), id: config.id, peers: peers.clone(), faults: faults.clone() };
+        let raft = Raft::new(config.id, raft_config, network, log_store, sm_store)
+            .await
+            .map_err(|e| Error::Storage { dir: config.data_dir.display().to_string(), reason: e.to_string() })?;
+
+        let inner = Arc::new(Inner {
+            group: config.group.clone(),
+            id: config.id,
+            addr: config.advertised(),
+            raft: raft.clone(),
+            state,
+            faults,
+            peers,
+            committed,
+            timing: config.timing.clone(),
+            server: Mutex::new(None),
+            db: db_alive,
+        });
+
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let server = crate::service::serve(inner.clone(), listener, stop_rx);
+        *inner.server.lock().expect("server lock") = Some((stop_tx, server));
+        tracing::info!(group = %config.group, id = config.id, addr = %inner.addr, "raft replica started");
+
+        let replica = Replica { inner };
+        replica.bootstrap(&config).await?;
+        Ok(replica)
+    }
+
+    /// On first start, the lowest-id member of the initial peer list initialises the group.
+    async fn bootstrap(&self, config: &ReplicaConfig) -> Result<()> {
+        let raft = &self.inner.raft;
+        let initialized = raft.is_initialized().await.map_err(|_| self.inner.stopped())?;
+        let lowest = config.peers.keys().next().copied();
+        if initialized || lowest != Some(config.id) {
+            return Ok(());
+        }
+        let members = config.peers.iter().map(|(id, addr)| (*id, BasicNode::new(addr.clone()))).collect::<std::collections::BTreeMap<_, _>>();
+        match raft.initialize(members).await {
+            Ok(()) => {
+                tracing::info!(group = %config.group, id = config.id, peers = ?config.peers, "initialised the raft group");
+                Ok(())
+            }
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(Error::Config(format!("peers: cannot initialise the group: {e}"))),
+        }
+    }
+
+    /// Commit `command` through Raft and return the state machine's response. Works on any
+    /// replica: a follower forwards to the leader. Bounded by `timing.request_timeout_ms`.
+    pub async fn write(&self, command: S::Command) -> Result<S::Response> {
+        let bytes = encode_json("encode the command", &command)?;
+        let response = self.inner.write_bytes(bytes).await?;
+        decode_json("decode the response", &response)
+    }
+
+    /// Commit an already encoded command (JSON of `S::Command`); returns the encoded response.
+    /// Bytes that do not decode are rejected by the state machine on every replica alike.
+    pub async fn write_encoded(&self, command: Vec<u8>) -> Result<Vec<u8>> {
+        self.inner.write_bytes(command).await
+    }
+
+    /// Run `read` on state that reflects every write committed before this call began
+    /// (linearizable), on any replica. Bounded by `timing.request_timeout_ms`.
+    pub async fn read_linearizable<T>(&self, read: impl FnOnce(&S) -> T) -> Result<T> {
+        self.inner.read_linearizable(read).await
+    }
+
+    /// Run `read` on this replica's current state, which may lag the leader. For soft or
+    /// operator views only; use [`Replica::read_linearizable`] for answers to clients.
+    pub fn read_local<T>(&self, read: impl FnOnce(&S) -> T) -> T {
+        read(&self.inner.state.read().expect("state lock").app)
+    }
+
+    /// Add a replica as a learner; it receives the log (or a snapshot) but does not vote.
+    /// Returns once it has caught up with the leader.
+    pub async fn add_learner(&self, id: NodeId, addr: impl Into<String>) -> Result<()> {
+        let deadline = self.inner.deadline() + Duration::from_secs(30);
+        self.inner.route_leader_op(Op::AddLearner(Learner { id, addr: addr.into() }), deadline).await.map(|_| ())
+    }
+
+    /// Make `voters` the voting members (promoting learners, demoting or removing others;
+    /// removed replicas are dropped from the group).
+    pub async fn set_voters(&self, voters: impl IntoIterator<Item = NodeId>) -> Result<()> {
+        let ids = voters.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+        let deadline = self.inner.deadline() + Duration::from_secs(10);
+        self.inner.route_leader_op(Op::SetVoters(Voters { ids }), deadline).await.map(|_| ())
+    }
+
+    /// This replica's view for operators.
+    pub fn status(&self) -> ReplicaStatus {
+        self.inner.status()
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// Is this replica the leader right now (by its own metrics)?
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id)
+    }
+
+    /// Openraft's metrics watch: role, term, leader, log positions. Leader-only loops follow it.
+    pub fn metrics(&self) -> watch::Receiver<RaftMetrics<NodeId, BasicNode>> {
+        self.inner.raft.metrics()
+    }
+
+    /// Fault injection on this replica's links (tests and the chaos harness).
+    pub fn faults(&self) -> &NetworkFaults {
+        &self.inner.faults
+    }
+
+    /// Stop the Raft core and the gRPC server and close the database. Other clones of this
+    /// replica answer `Stopped` afterwards.
+    pub async fn shutdown(&self) {
+        let inner = &self.inner;
+        if let Err(e) = inner.raft.shutdown().await {
+            tracing::warn!(group = %inner.group, id = inner.id, "raft core ended with an error: {e}");
+        }
+        let server = inner.server.lock().expect("server lock").take();
+        if let Some((stop, task)) = server {
+            let _ = stop.send(());
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!(group = %inner.group, id = inner.id, "gRPC server did not stop within 5 s");
+            }
+        }
+        // The database closes when the last storage handle inside openraft's tasks is dropped;
+        // wait for that so a restart in the same process can open it again.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while inner.db.strong_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!(group = %inner.group, id = inner.id, "raft replica stopped");
+    }
+}
+
+impl<S: StateMachine> Inner<S> {
+    pub(crate) fn request_timeout(&self) -> Duration {
+        self.timing.request_timeout()
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.timing.request_timeout()
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> Error {
+        Error::Unavailable { group: self.group.clone(), reason: reason.into() }
+    }
+
+    fn indeterminate(&self, reason: impl Into<String>) -> Error {
+        Error::Indeterminate { group: self.group.clone(), reason: reason.into() }
+    }
+
+    fn stopped(&self) -> Error {
+        Error::Stopped { group: self.group.clone(), id: self.id }
+    }
+
+    /// Find the leader, waiting for one until `deadline`.
+    async fn route(&self, deadline: Instant) -> Result<Route> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            {
+                let m = metrics.borrow_and_update();
+                if m.running_state.is_err() {
+                    return Err(self.stopped());
+                }
+                match m.current_leader {
+                    Some(leader) if leader == self.id => {
+                        // A leader cut off from its quorum keeps believing it leads until it
+                        // hears a higher term: refuse instead of queueing writes that cannot
+                        // commit.
+                        let limit = self.timing.election_timeout_max_ms;
+                        if let Some(ms) = m.millis_since_quorum_ack {
+                            if ms > limit && m.membership_config.membership().voter_ids().count() > 1 {
+                                return Err(self.unavailable(format!(
+                                    "leader {} has not heard from a quorum for {ms} ms",
+                                    self.id
+                                )));
+                            }
+                        }
+                        return Ok(Route::Here);
+                    }
+                    Some(leader) => {
+                        if let Some(node) = m.membership_config.membership().get_node(&leader) {
+                            return Ok(Route::Peer { id: leader, addr: node.addr.clone() });
+                        }
+                    }
+                    None => {}
+                }
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(self.stopped()),
+                Err(_) => return Err(self.unavailable(format!("no leader known to replica {} within the request timeout", self.id))),
+            }
+        }
+    }
+
+    pub(crate) async fn write_bytes(&self, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        match self.route_leader_op(Op::Write(bytes), self.deadline()).await? {
+            Reply::Written(bytes) => Ok(bytes),
+            other => Err(self.indeterminate(format!("unexpected reply to a write: {other:?}"))),
+        }
+    }
+
+    async fn read_index(&self, deadline: Instant) -> Result<u64> {
+        match self.route_leader_op(Op::ReadIndex(ReadIndex {}), deadline).await? {
+            Reply::ReadIndex(index) => Ok(index),
+            other => Err(self.unavailable(format!("unexpected reply to a read index request: {other:?}"))),
+        }
+    }
+
+    pub(crate) async fn read_linearizable<T>(&self, read: impl FnOnce(&S) -> T) -> Result<T> {
+        let deadline = self.deadline();
+        let index = self.read_index(deadline).await?;
+        self.wait_applied(index, deadline).await?;
+        Ok(read(&self.state.read().expect("state lock").app))
+    }
+
+    async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
+        if self.state.read().expect("state lock").last_applied.map_or(0, |l| l.index) >= index {
+            return Ok(());
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        self.raft
+            .wait(Some(remaining))
+            .applied_index_at_least(Some(index), "linearizable read")
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                openraft::metrics::WaitError::ShuttingDown => self.stopped(),
+                openraft::metrics::WaitError::Timeout(..) => {
+                    self.unavailable(format!("replica {} did not apply up to read index {index} in time", self.id))
+                }
+            })
+    }
+
+    /// Run a leader-only operation here or on the leader, until it succeeds, fails for good, or
+    /// the deadline passes.
+    pub(crate) async fn route_leader_op(&self, op: Op, deadline: Instant) -> Result<Reply> {
+        loop {
+            let reply = match self.route(deadline).await? {
+                Route::Here => self.on_leader(op.clone(), deadline).await,
+                Route::Peer { id, addr } => self.forward(id, &addr, op.clone(), deadline).await,
+            };
+            match reply {
+                Reply::Redirect(_) => {
+                    // Leadership moved while we were asking; wait for our own metrics to learn
+                    // the new leader rather than trusting the hint blindly.
+                    if Instant::now() >= deadline {
+                        return Err(self.unavailable("leadership kept changing until the request timed out"));
+                    }
+                    self.pause(deadline).await;
+                }
+                Reply::Failure(f) => return Err(self.failure_error(f)),
+                ok => return Ok(ok),
+            }
+        }
+    }
+
+    /// Back off briefly before asking again.
+    async fn pause(&self, deadline: Instant) {
+        let wake = (Instant::now() + Duration::from_millis(self.timing.heartbeat_ms.min(50))).min(deadline);
+        tokio::time::sleep_until(wake).await;
+    }
+
+    fn failure_error(&self, f: Failure) -> Error {
+        match failure::Kind::try_from(f.kind).unwrap_or(failure::Kind::Indeterminate) {
+            failure::Kind::Unavailable => self.unavailable(f.message),
+            failure::Kind::Indeterminate => self.indeterminate(f.message),
+            failure::Kind::Rejected => Error::Rejected(f.message),
+            failure::Kind::Invalid => Error::Codec { action: "process the request", reason: f.message },
+            failure::Kind::Stopped => Error::Stopped { group: self.group.clone(), id: self.id },
+        }
+    }
+
+    /// Send `op` to the leader `id` once; connection failures are retried until the deadline.
+    async fn forward(&self, id: NodeId, addr: &str, op: Op, deadline: Instant) -> Reply {
+        {
+            if !self.faults.allows(id) {
+                return failure(failure::Kind::Unavailable, format!("fault injection: link to leader {id} is cut"));
+            }
+            let mut client = match self.peers.client(addr) {
+                Ok(c) => c,
+                Err(e) => return failure(failure::Kind::Unavailable, e),
+            };
+            let request = ForwardRequest { group: self.group.clone(), from: self.id, op: Some(op.clone()) };
+            let is_write = matches!(op, Op::Write(_) | Op::SetVoters(_) | Op::AddLearner(_));
+            match tokio::time::timeout_at(deadline, client.forward(request)).await {
+                Err(_) if is_write => {
+                    return failure(failure::Kind::Indeterminate, format!("leader {id} did not answer within the request timeout"))
+                }
+                Err(_) => return failure(failure::Kind::Unavailable, format!("leader {id} did not answer within the request timeout")),
+                Ok(Ok(reply)) => match reply.into_inner().result {
+                    Some(result) => return result,
+                    None => return failure(failure::Kind::Indeterminate, format!("leader {id} sent an empty reply")),
+                },
+                Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                    // Not delivered: the leader is down or unreachable. Let the metrics catch up.
+                    if Instant::now() >= deadline {
+                        return failure(failure::Kind::Unavailable, format!("leader {id} at {addr} is unreachable: {}", status.message()));
+                    }
+                    self.pause(deadline).await;
+                    return Reply::Redirect(Redirect { leader_id: 0, leader_addr: String::new() });
+                }
+                Ok(Err(status)) if is_write => {
+                    return failure(failure::Kind::Indeterminate, format!("leader {id}: {}: {}", status.code(), status.message()))
+                }
+                Ok(Err(status)) => {
+                    return failure(failure::Kind::Unavailable, format!("leader {id}: {}: {}", status.code(), status.message()))
+                }
+            }
+        }
+    }
+
+    /// Execute `op` on this replica as leader. Answers a redirect when leadership has moved.
+    pub(crate) async fn on_leader(&self, op: Op, deadline: Instant) -> Reply {
+        match op {
+            Op::Write(bytes) => {
+                match tokio::time::timeout_at(deadline, self.raft.client_write(Command(bytes))).await {
+                    Err(_) => failure(failure::Kind::Indeterminate, "not committed within the request timeout (no quorum?)"),
+                    Ok(Ok(resp)) => match resp.data {
+                        Applied::Ok(bytes) => Reply::Written(bytes),
+                        Applied::Rejected(m) => failure(failure::Kind::Rejected, m),
+                    },
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => self.redirect(f.leader_id),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                        failure(failure::Kind::Rejected, e.to_string())
+                    }
+                    Ok(Err(RaftError::Fatal(e))) => self.fatal_reply(e, true),
+                }
+            }
+            Op::ReadIndex(_) => match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
+                Err(_) => failure(failure::Kind::Unavailable, "leadership not confirmed by a quorum within the request timeout"),
+                Ok(Ok((read, _applied))) => Reply::ReadIndex(read.map_or(0, |l| l.index)),
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => self.redirect(f.leader_id),
+                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                    failure(failure::Kind::Unavailable, e.to_string())
+                }
+                Ok(Err(RaftError::Fatal(e))) => self.fatal_reply(e, false),
+            },
+            Op::AddLearner(Learner { id, addr }) => {
+                match tokio::time::timeout_at(deadline, self.raft.add_learner(id, BasicNode::new(addr), true)).await {
+                    Err(_) => failure(failure::Kind::Indeterminate, format!("learner {id} not added within the deadline")),
+                    Ok(Ok(_)) => Reply::Done(grove_proto::raft::Done {}),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => self.redirect(f.leader_id),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                        failure(failure::Kind::Rejected, e.to_string())
+                    }
+                    Ok(Err(RaftError::Fatal(e))) => self.fatal_reply(e, true),
+                }
+            }
+            Op::SetVoters(Voters { ids }) => {
+                let ids: BTreeSet<NodeId> = ids.into_iter().collect();
+                if ids.is_empty() {
+                    return failure(failure::Kind::Rejected, "set_voters: the voter set cannot be empty");
+                }
+                match tokio::time::timeout_at(deadline, self.raft.change_membership(ids, false)).await {
+                    Err(_) => failure(failure::Kind::Indeterminate, "membership change not committed within the deadline"),
+                    Ok(Ok(_)) => Reply::Done(grove_proto::raft::Done {}),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => self.redirect(f.leader_id),
+                    Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
+                        failure(failure::Kind::Rejected, e.to_string())
+                    }
+                    Ok(Err(RaftError::Fatal(e))) => self.fatal_reply(e, true),
+                }
+            }
+        }
+    }
+
+    /// A fatal error from openraft: either the core stopped, or (while it still runs) a leader
+    /// stepped down and dropped the pending response, in which case a write's fate is unknown.
+    fn fatal_reply(&self, e: openraft::error::Fatal<NodeId>, write: bool) -> Reply {
+        let running = self.raft.metrics().borrow().running_state.is_ok();
+        match (running, write) {
+            (false, _) => failure(failure::Kind::Stopped, format!("replica {} has stopped: {e}", self.id)),
+            (true, true) => failure(failure::Kind::Indeterminate, format!("leader {} stepped down before answering", self.id)),
+            (true, false) => self.redirect(None),
+        }
+    }
+
+    fn redirect(&self, leader: Option<NodeId>) -> Reply {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let leader_id = leader.or(m.current_leader).filter(|l| *l != self.id).unwrap_or(0);
+        let leader_addr = m.membership_config.membership().get_node(&leader_id).map(|n| n.addr.clone()).unwrap_or_default();
+        Reply::Redirect(Redirect { leader_id, leader_addr })
+    }
+
+    pub(crate) fn status(&self) -> ReplicaStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, node)| Member { id: *id, addr: node.addr.clone(), voter: voters.contains(id) })
+            .collect();
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "stopped",
+        };
+        let leader_addr = m.current_leader.and_then(|l| membership.get_node(&l)).map(|n| n.addr.clone());
+        let applied = m.last_applied.map_or(0, |l| l.index);
+        ReplicaStatus {
+            group: self.group.clone(),
+            id: self.id,
+            addr: self.addr.clone(),
+            role: role.to_string(),
+            term: m.current_term,
+            leader_id: m.current_leader,
+            leader_addr,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            // A replica's applied index never exceeds what it knows to be committed.
+            commit_index: self.committed.load(Ordering::Relaxed).max(applied),
+            applied_index: applied,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            members,
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+        }
+    }
+}
+
+fn failure(kind: failure::Kind, message: impl Into<String>) -> Reply {
+    Reply::Failure(Failure { kind: kind as i32, message: message.into() })
+}
+
+/// One replica's view, for operators and the `status` commands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub group: String,
+    pub id: NodeId,
+    pub addr: String,
+    /// `leader`, `follower`, `candidate`, `learner` or `stopped`.
+    pub role: String,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub leader_addr: Option<String>,
+    pub last_log_index: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub members: Vec<Member>,
+    /// On the leader: how long since a quorum last acknowledged it.
+    pub millis_since_quorum_ack: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    pub addr: String,
+    pub voter: bool,
+}
