@@ -6,7 +6,7 @@
 # Safe to run repeatedly; it only calls apt-get when something is missing.
 set -euo pipefail
 
-packages=(protobuf-compiler libclang-dev etcd-server)
+packages=(protobuf-compiler libclang-dev etcd-server busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -67,13 +67,21 @@ pub fn broker_list(config: &WorkerConfig, reg: &registration::Registration) -> R
     Ok(out)
 }
 
-/// Runs the worker until `shutdown` fires.
+/// Runs the worker until `shutdown` fires, with the containerd runtime.
 pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<()> {
     config.validate()?;
     info!(namespace = %config.containerd_namespace, endpoints = ?config.cluster_endpoints, "grove-worker starting");
-
     let containerd = ContainerdRuntime::connect(&config).await?;
-    let runtimes: Vec<Arc<dyn Runtime>> = vec![Arc::new(containerd)];
+    run_with_runtimes(config, vec![Arc::new(containerd)], shutdown).await
+}
+
+/// Runs the worker until `shutdown` fires, with the given runtimes (tests pass doubles).
+pub async fn run_with_runtimes(
+    config: WorkerConfig,
+    runtimes: Vec<Arc<dyn Runtime>>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    config.validate()?;
     let virtualizations: Vec<String> = runtimes.iter().flat_map(|r| r.virtualizations()).collect();
     info!(virtualization = ?virtualizations, "runtimes ready");
 

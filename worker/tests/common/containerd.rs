@@ -1,0 +1,253 @@
+//! containerd helpers for tests: find the socket (or skip loudly), build a busybox OCI image
+//! from Debian's busybox-static, import it with `ctr`, inspect and clean a namespace.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use containerd_client::services::v1::{GetRequest, ListContainersRequest, ListImagesRequest};
+use grove_worker::runtime::registry::sha256_digest;
+use serde_json::json;
+use tonic::Request;
+
+/// The containerd socket to test against: `GROVE_TEST_CONTAINERD_SOCKET`, else the first
+/// well-known socket that exists. `None` prints a loud notice: the caller must skip.
+pub fn socket_or_skip(test: &str) -> Option<PathBuf> {
+    let socket = std::env::var_os("GROVE_TEST_CONTAINERD_SOCKET")
+        .map(PathBuf::from)
+        .or_else(grove_worker::config::find_containerd_socket);
+    match socket {
+        Some(s) if s.exists() => Some(s),
+        other => {
+            let banner = "!".repeat(78);
+            eprintln!(
+                "\n{banner}\n!!! SKIPPED {test}: no containerd socket found (looked at {:?} and {:?}).\n\
+                 !!! This test needs a running containerd; set GROVE_TEST_CONTAINERD_SOCKET to use another socket.\n{banner}\n",
+                other.map(|p| p.display().to_string()).unwrap_or_else(|| "$GROVE_TEST_CONTAINERD_SOCKET".into()),
+                grove_worker::config::CONTAINERD_SOCKETS
+            );
+            None
+        }
+    }
+}
+
+/// A single-layer OCI image around Debian's static busybox.
+pub struct TestImage {
+    pub layer: Vec<u8>,
+    pub config: Vec<u8>,
+    pub manifest: Vec<u8>,
+    pub index: Vec<u8>,
+    pub layer_digest: String,
+    pub config_digest: String,
+    pub manifest_digest: String,
+    pub index_digest: String,
+}
+
+impl TestImage {
+    /// Blob by digest.
+    pub fn blob(&self, digest: &str) -> Option<(&'static str, Vec<u8>)> {
+        if digest == self.layer_digest {
+            Some(("application/vnd.oci.image.layer.v1.tar", self.layer.clone()))
+        } else if digest == self.config_digest {
+            Some(("application/vnd.oci.image.config.v1+json", self.config.clone()))
+        } else if digest == self.manifest_digest {
+            Some(("application/vnd.oci.image.manifest.v1+json", self.manifest.clone()))
+        } else if digest == self.index_digest {
+            Some(("application/vnd.oci.image.index.v1+json", self.index.clone()))
+        } else {
+            None
+        }
+    }
+}
+
+const BUSYBOX: &str = "/bin/busybox";
+const APPLETS: [&str; 10] = ["sh", "sleep", "echo", "cat", "true", "false", "yes", "head", "ls", "env"];
+
+/// Builds the image in memory. Panics (not skips) when busybox-static is missing: the project's
+/// `scripts/setup.sh` installs it.
+pub fn busybox_image() -> TestImage {
+    let busybox = std::fs::read(BUSYBOX)
+        .unwrap_or_else(|e| panic!("{BUSYBOX} is needed to build the test image ({e}); run scripts/setup.sh (installs busybox-static)"));
+    let mut tar = tar::Builder::new(Vec::new());
+    for dir in ["bin", "dev", "proc", "sys", "tmp", "etc", "run"] {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_data(&mut h, dir, std::io::empty()).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o755);
+    h.set_size(busybox.len() as u64);
+    h.set_mtime(0);
+    tar.append_data(&mut h, "bin/busybox", busybox.as_slice()).unwrap();
+    for applet in APPLETS {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+    }
+    let layer = tar.into_inner().unwrap();
+    let layer_digest = sha256_digest(&layer);
+    let arch = grove_core::node::goarch(std::env::consts::ARCH);
+    let config = serde_json::to_vec(&json!({
+        "architecture": arch, "os": "linux",
+        "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]}
+    }))
+    .unwrap();
+    let config_digest = sha256_digest(&config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}]
+    }))
+    .unwrap();
+    let manifest_digest = sha256_digest(&manifest);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest,
+                       "size": manifest.len(), "platform": {"architecture": arch, "os": "linux"}}]
+    }))
+    .unwrap();
+    let index_digest = sha256_digest(&index);
+    TestImage { layer, config, manifest, index, layer_digest, config_digest, manifest_digest, index_digest }
+}
+
+fn ctr(socket: &Path, namespace: &str) -> Command {
+    let mut c = Command::new("ctr");
+    c.arg("--address").arg(socket).arg("--namespace").arg(namespace);
+    c
+}
+
+/// Imports `image` under `name` into `namespace` with `ctr images import` (an OCI layout tar).
+pub fn import_with_ctr(socket: &Path, namespace: &str, image: &TestImage, name: &str, dir: &Path) {
+    let path = dir.join("image.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    let mut add = |p: &str, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_mtime(0);
+        tar.append_data(&mut h, p, data).unwrap();
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image.manifest_digest,
+                       "size": image.manifest.len(),
+                       "annotations": {"io.containerd.image.name": name, "org.opencontainers.image.ref.name": "1"}}]
+    }))
+    .unwrap();
+    add("index.json", &index);
+    for (d, data) in [(&image.layer_digest, &image.layer), (&image.config_digest, &image.config), (&image.manifest_digest, &image.manifest)] {
+        add(&format!("blobs/sha256/{}", d.trim_start_matches("sha256:")), data);
+    }
+    tar.into_inner().unwrap();
+    let out = ctr(socket, namespace).args(["images", "import"]).arg(&path).output().expect("run ctr");
+    assert!(out.status.success(), "ctr import failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Removes everything in a test namespace when dropped (best effort, also on panic).
+pub struct NamespaceGuard {
+    pub socket: PathBuf,
+    pub namespace: String,
+}
+
+impl Drop for NamespaceGuard {
+    fn drop(&mut self) {
+        let script = r#"
+ctr="ctr --address $1 --namespace $2"
+for c in $($ctr containers ls -q 2>/dev/null); do $ctr tasks rm -f "$c" >/dev/null 2>&1; $ctr containers rm "$c" >/dev/null 2>&1; done
+for i in $($ctr images ls -q 2>/dev/null); do $ctr images rm "$i" >/dev/null 2>&1; done
+for l in $($ctr leases ls -q 2>/dev/null); do $ctr leases rm "$l" >/dev/null 2>&1; done
+for pass in 1 2 3 4 5 6; do for s in $($ctr snapshots ls 2>/dev/null | awk 'NR>1 {print $1}'); do $ctr snapshots rm "$s" >/dev/null 2>&1; done; done
+for d in $($ctr content ls -q 2>/dev/null); do $ctr content rm "$d" >/dev/null 2>&1; done
+ctr --address $1 namespaces rm "$2" >/dev/null 2>&1
+for cg in /sys/fs/cgroup/grove/$2 /sys/fs/cgroup/*/grove/$2; do [ -d "$cg" ] && rmdir "$cg" 2>/dev/null; done
+true
+"#;
+        let _ = Command::new("sh").arg("-c").arg(script).arg("sh").arg(&self.socket).arg(&self.namespace).status();
+    }
+}
+
+/// A containerd client for checking what the worker did.
+pub struct Inspect {
+    client: containerd_client::Client,
+    namespace: String,
+}
+
+impl Inspect {
+    pub async fn connect(socket: &Path, namespace: &str) -> Self {
+        let channel = containerd_client::connect(socket).await.expect("connect to containerd");
+        Self { client: containerd_client::Client::from(channel), namespace: namespace.to_owned() }
+    }
+
+    fn req<T>(&self, m: T) -> Request<T> {
+        let mut r = Request::new(m);
+        r.metadata_mut().insert("containerd-namespace", self.namespace.parse().unwrap());
+        r
+    }
+
+    /// Container ids in the namespace.
+    pub async fn containers(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .client
+            .containers()
+            .list(self.req(ListContainersRequest { filters: vec![] }))
+            .await
+            .unwrap()
+            .into_inner()
+            .containers
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Container labels.
+    pub async fn labels(&self, id: &str) -> HashMap<String, String> {
+        self.client
+            .containers()
+            .list(self.req(ListContainersRequest { filters: vec![] }))
+            .await
+            .unwrap()
+            .into_inner()
+            .containers
+            .into_iter()
+            .find(|c| c.id == id)
+            .map(|c| c.labels)
+            .unwrap_or_default()
+    }
+
+    /// `(pid, status)` of a task, if it exists.
+    pub async fn task(&self, id: &str) -> Option<(u32, i32)> {
+        match self.client.tasks().get(self.req(GetRequest { container_id: id.to_owned(), exec_id: String::new() })).await {
+            Ok(r) => r.into_inner().process.map(|p| (p.pid, p.status)),
+            Err(s) if s.code() == tonic::Code::NotFound => None,
+            Err(s) => panic!("get task {id}: {s}"),
+        }
+    }
+
+    pub async fn images(&self) -> Vec<String> {
+        self.client
+            .images()
+            .list(self.req(ListImagesRequest { filters: vec![] }))
+            .await
+            .unwrap()
+            .into_inner()
+            .images
+            .into_iter()
+            .map(|i| i.name)
+            .collect()
+    }
+}
+
+/// containerd's task status code for "running".
+pub const TASK_RUNNING: i32 = 2;
