@@ -1,0 +1,82 @@
+//! The pull path for real: an image that is not in the namespace is fetched with the OCI
+//! distribution protocol from a registry test double on 127.0.0.1, written to containerd's
+//! content store, recorded, unpacked and run.
+
+mod common;
+
+use std::time::Instant;
+
+use common::containerd::{busybox_image, socket_or_skip, Inspect, NamespaceGuard};
+use common::registry_double::RegistryDouble;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t30_pulls_a_missing_image_from_a_registry_and_runs_it() {
+    init_tracing();
+    let Some(socket) = socket_or_skip("t30_pulls_a_missing_image_from_a_registry_and_runs_it") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let image = busybox_image();
+    let (index_digest, layer_digest, manifest_digest, config_digest) =
+        (image.index_digest.clone(), image.layer_digest.clone(), image.manifest_digest.clone(), image.config_digest.clone());
+    let registry = RegistryDouble::start("grove/busybox", "1", image).await;
+    let reference = format!("{}/grove/busybox:1", registry.addr);
+
+    let broker = BrokerProcess::start();
+    let cluster = ClusterDouble::start(broker.port, 0).await;
+    let mut config = test_config("pull", &cluster, dir.path());
+    config.containerd_socket = socket.clone();
+    let ns = config.containerd_namespace.clone();
+    let _guard = NamespaceGuard { socket: socket.clone(), namespace: ns.clone() };
+    let inspect = Inspect::connect(&socket, &ns).await;
+    assert!(inspect.images().await.is_empty(), "namespace starts without images");
+
+    let obs = Observer::connect(broker.port, "t30").await;
+    let worker = WorkerUnderTest::start(config);
+    let node = obs
+        .wait_for("first information report", WAIT, |seen| {
+            seen.iter().find(|m| m.topic.ends_with("/information")).and_then(|m| m.json["id"].as_str().map(str::to_owned))
+        })
+        .await;
+
+    let t0 = Instant::now();
+    let job = "pull.test.svc.test";
+    obs.publish(
+        &format!("nodes/{node}/control/deploy"),
+        &deploy_message(job, 0, &reference, &["/bin/sh", "-c", "echo pulled-and-running"], true),
+    )
+    .await;
+    obs.wait_status(&node, job, 0, "COMPLETED", t0).await;
+
+    // The registry served the index, the platform's manifest and both blobs.
+    let requests = registry.requests();
+    for expected in [
+        "grove/busybox/manifests/1".to_owned(),
+        format!("grove/busybox/manifests/{manifest_digest}"),
+        format!("grove/busybox/blobs/{config_digest}"),
+        format!("grove/busybox/blobs/{layer_digest}"),
+    ] {
+        assert!(requests.contains(&expected), "registry never saw {expected}: {requests:?}");
+    }
+    // containerd now holds the image under its normalised name, pointing at the index.
+    assert_eq!(inspect.images().await, vec![reference.clone()]);
+    let out = std::process::Command::new("ctr")
+        .arg("--address").arg(&socket).args(["--namespace", &ns, "images", "ls"])
+        .output().unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(listing.contains(&index_digest), "{listing}");
+    let log = std::fs::read_to_string(dir.path().join(format!("{job}.instance.0"))).unwrap();
+    assert!(log.contains("pulled-and-running"));
+
+    // A second instance uses the image already present: no new manifest fetch by tag.
+    let before = registry.requests().len();
+    let t1 = Instant::now();
+    obs.publish(
+        &format!("nodes/{node}/control/deploy"),
+        &deploy_message(job, 1, &reference, &["/bin/sh", "-c", "echo second"], true),
+    )
+    .await;
+    obs.wait_status(&node, job, 1, "COMPLETED", t1).await;
+    assert_eq!(registry.requests().len(), before, "present image must not be pulled again");
+
+    worker.stop().await;
+}
