@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::lenient;
+use crate::sla::Constraint;
 
 /// `virtualization` values with a meaning of their own. The root rewrites the SLA's
 /// `container` to `docker`; any other string names a containerd sub-runtime or another runtime
@@ -73,6 +74,51 @@ pub struct Job {
     pub status: String,
     #[serde(default, deserialize_with = "lenient::string_lenient")]
     pub status_detail: String,
+    /// The owning application's id (`applicationID`).
+    #[serde(
+        rename = "applicationID",
+        default,
+        deserialize_with = "lenient::string_lenient",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub application_id: String,
+    /// `app_name`, `app_ns`, `service_name`, `service_ns`: the four parts of `job_name`.
+    #[serde(
+        default,
+        deserialize_with = "lenient::string_lenient",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub app_name: String,
+    #[serde(
+        default,
+        deserialize_with = "lenient::string_lenient",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub app_ns: String,
+    #[serde(
+        default,
+        deserialize_with = "lenient::string_lenient",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub service_name: String,
+    #[serde(
+        default,
+        deserialize_with = "lenient::string_lenient",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub service_ns: String,
+    /// Round-robin service IPs (`RR_ip`, `RR_ip_v6`), copied from the SLA's `addresses`.
+    #[serde(rename = "RR_ip", default, skip_serializing_if = "Option::is_none")]
+    pub rr_ip: Option<String>,
+    #[serde(rename = "RR_ip_v6", default, skip_serializing_if = "Option::is_none")]
+    pub rr_ip_v6: Option<String>,
+    /// Placement constraints (contract §2.4), read by the root and cluster schedulers.
+    #[serde(
+        default,
+        deserialize_with = "crate::sla::constraints_lenient",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub constraints: Vec<Constraint>,
     /// Every other key of the document, kept verbatim.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -117,11 +163,12 @@ mod tests {
         assert!(!job.one_shot);
         assert!(job.privileged);
         assert!(job.wants_container());
-        assert_eq!(job.extra["applicationID"], json!("abc"));
+        assert_eq!(job.application_id, "abc");
         // Unknown keys survive a round trip.
         let back = serde_json::to_value(&job).unwrap();
         assert_eq!(back["instance_list"], json!([]));
         assert_eq!(back["_id"], json!("65f0c0ffee"));
+        assert_eq!(back["applicationID"], json!("abc"));
     }
 
     #[test]

@@ -9,11 +9,14 @@
 //! - [`worker_protocol`]: the MQTT topics and the messages exchanged on them (§4.3) and the
 //!   registration reply (§4.1).
 //! - [`lenient`]: serde helpers that accept the loose JSON Oakestra's Python and Go tiers emit.
+//! - [`sla`]: SLA v2.0 documents (§2), their validator (every violation with its JSON path) and
+//!   the job document derived from each microservice (§2.6).
 
 pub mod instance;
 pub mod job;
 pub mod lenient;
 pub mod node;
+pub mod sla;
 pub mod status;
 pub mod worker_protocol;
 
