@@ -11,11 +11,14 @@
 //! - [`lenient`]: serde helpers that accept the loose JSON Oakestra's Python and Go tiers emit.
 //! - [`sla`]: SLA v2.0 documents (§2), their validator (every violation with its JSON path) and
 //!   the job document derived from each microservice (§2.6).
+//! - [`scheduler`]: the pure best-fit placement shared by the root (clusters) and the cluster
+//!   (workers), with Oakestra's negative scheduling statuses (§5, §6).
 
 pub mod instance;
 pub mod job;
 pub mod lenient;
 pub mod node;
+pub mod scheduler;
 pub mod sla;
 pub mod status;
 pub mod worker_protocol;
