@@ -1,6 +1,8 @@
 //! The job (service) document (contract §2.6) as far as a worker needs it (§4.3, NE
-//! `model/Service.go`). Fields the worker does not interpret are kept verbatim in
-//! [`Job::extra`], so a job survives a round trip through Grove unchanged.
+//! `model/Service.go`), plus the identity and constraint fields the root and cluster read
+//! (`applicationID`, `app_name`, …, `RR_ip`, `constraints`; built by [`crate::sla::derive_job`]).
+//! Fields no tier interprets are kept verbatim in [`Job::extra`], so a job survives a round
+//! trip through Grove unchanged.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

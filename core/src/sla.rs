@@ -1005,9 +1005,10 @@ impl Validator {
                 );
             }
         }
-        if virt == Some(virtualization::CROSVM) {
+        let storage_ok = storage.is_some() || !obj.contains_key("storage");
+        if virt == Some(virtualization::CROSVM) && storage_ok {
             let storage = storage.unwrap_or(0);
-            if storage < CROSVM_MIN_STORAGE_MB && obj.get("storage").is_none_or(Value::is_number) {
+            if storage < CROSVM_MIN_STORAGE_MB {
                 self.push(
                     child(path, "storage"),
                     SlaRule::TooSmall {
@@ -2159,6 +2160,14 @@ mod tests {
             ms.insert("storage".into(), json!(1024));
         });
         assert!(validate_sla(&doc).is_ok());
+        let doc = with_service(|ms| {
+            ms.insert("virtualization".into(), json!("crosvm"));
+            ms.insert("storage".into(), json!(-1));
+        });
+        assert_eq!(
+            single_error(&doc, &field("storage")),
+            SlaRule::Negative { value: "-1".into() }
+        );
     }
 
     #[test]
@@ -2399,5 +2408,13 @@ mod tests {
         assert_eq!(job.constraints[2].convergence_time, Some(300));
         let job: Job = serde_json::from_value(json!({"constraints": null})).unwrap();
         assert!(job.constraints.is_empty());
+        // Inside the worker's flattened deploy command too.
+        let cmd: crate::worker_protocol::DeployCommand = serde_json::from_value(json!({
+            "job_name": "a.b.c.d", "instance_number": 0, "RR_ip": null,
+            "constraints": [{"type": "direct", "node": "w1", "threshold": 1}]
+        }))
+        .unwrap();
+        assert_eq!(cmd.job.constraints[0].node.as_deref(), Some("w1"));
+        assert_eq!(cmd.job.rr_ip, None);
     }
 }
