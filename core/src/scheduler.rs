@@ -21,7 +21,9 @@
 //!    not a reservation), available memory ≥ requested MB, GPUs ≥ requested `vgpus`.
 //!
 //! `latency` constraints are accepted and not enforced: no tier measures latency. Constraints
-//! of the other level are ignored (a worker has no cluster name list or location to check).
+//! of the other level are ignored (a worker has no cluster name list or location to check), and
+//! so are unknown types (only a stock Oakestra root lets them through). A `geo` constraint whose
+//! `location` or `threshold` is unusable fails the placement instead of being ignored.
 //!
 //! # Best fit
 //!
@@ -209,14 +211,10 @@ impl<'d> Rules<'d> {
                         })?;
                     rules.geo.push((point, threshold));
                 }
-                (Some(ConstraintKind::Latency), _)
+                // Unknown types only reach here in jobs from a stock Oakestra root, whose schema
+                // accepts any `type` and whose scheduler ignores it; Grove's validator rejects them.
+                (Some(ConstraintKind::Latency) | None, _)
                 | (Some(ConstraintKind::Clusters | ConstraintKind::Geo), Level::Cluster) => {}
-                (None, _) => {
-                    return Err(format!(
-                        "constraints[{i}]: unknown constraint type {:?}",
-                        c.kind
-                    ));
-                }
             }
         }
         Ok(rules)
@@ -1083,7 +1081,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_constraints_from_unvalidated_jobs_are_negative_results() {
+    fn malformed_constraints_from_unvalidated_jobs() {
         let bad_geo = want().with(Constraint {
             location: Some("north".into()),
             ..geo("", 1.0)
@@ -1100,17 +1098,22 @@ mod tests {
         });
         let e = schedule(Root, &no_threshold.demand(), &view(&[c("c1")])).unwrap_err();
         assert!(e.detail.contains("geo threshold"), "{e}");
-        let unknown = want().with(constraint("nearby"));
-        let e = schedule(Cluster, &unknown.demand(), &view(&[c("w1")])).unwrap_err();
-        assert_eq!(e.status, Status::NoQualifiedWorkerFound);
-        assert_eq!(
-            e.detail,
-            "constraints[0]: unknown constraint type \"nearby\""
-        );
         assert_eq!(
             e.to_string(),
-            "NO_QUALIFIED_WORKER_FOUND: constraints[0]: unknown constraint type \"nearby\""
+            "NoActiveClusterWithCapacity: constraints[0]: geo threshold missing or invalid"
         );
+        // A bad geo constraint does not matter at cluster level, where geo is not checked.
+        assert_eq!(
+            schedule(Cluster, &no_threshold.demand(), &view(&[c("w1")]))
+                .unwrap()
+                .id,
+            "w1"
+        );
+        // An unknown type (only a stock Oakestra root lets one through) is ignored, like upstream.
+        let unknown = want().with(constraint("nearby"));
+        let workers = [c("w1")];
+        let p = schedule(Cluster, &unknown.demand(), &view(&workers)).unwrap();
+        assert_eq!(p.id, "w1");
     }
 
     #[test]
