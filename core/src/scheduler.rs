@@ -44,6 +44,21 @@
 //! The snapshot is the caller's: a leader that places several instances between two resource
 //! reports should subtract what it already placed from the candidates' free values.
 //!
+//! # Negative results
+//!
+//! | level   | status                        | when                                                    |
+//! |---------|-------------------------------|---------------------------------------------------------|
+//! | root    | `TargetClusterNotFound`       | a `direct` cluster names no candidate                   |
+//! | root    | `TargetClusterNotActive`      | no active candidate, or the `direct` target is inactive |
+//! | root    | `TargetClusterNoCapacity`     | the `direct` target is active but does not fit          |
+//! | root    | `NoActiveClusterWithCapacity` | any other miss (also an unusable `geo` constraint)      |
+//! | cluster | `NO_NODE_FOUND`               | no active worker, or the `direct` node is absent/inactive |
+//! | cluster | `NO_WORKER_CAPACITY`          | some worker qualifies but lacks cores, memory or GPUs   |
+//! | cluster | `NO_QUALIFIED_WORKER_FOUND`   | no active worker offers the runtime, drivers and addons |
+//!
+//! The detail counts the rejections per rule, e.g. `"3 candidates; 2 lack virtualization docker,
+//! 1 has 512 MB free < 1024 MB required"`.
+//!
 //! # Cost
 //!
 //! One pass over the candidates with no allocation per candidate (the constraints are prepared
