@@ -312,6 +312,15 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_parses() {
+        let text = include_str!("../deploy/worker.toml");
+        let c = WorkerConfig::from_toml(text).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.log_directory, PathBuf::from("/var/log/grove-worker"));
+        assert_eq!(c.report_interval_ms, 2000);
+    }
+
+    #[test]
     fn unknown_file_keys_are_rejected() {
         assert!(WorkerConfig::from_toml("no_such_key = 1").is_err());
     }

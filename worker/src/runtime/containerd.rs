@@ -165,8 +165,10 @@ impl ContainerdRuntime {
 
     // ---- images ------------------------------------------------------------------------
 
-    /// Makes sure `image` is present and unpacked in the namespace; pulls it if needed.
-    pub async fn ensure_image(&self, image: &str, platform: &str) -> Result<ResolvedImage> {
+    /// Makes sure `image` is present and unpacked in the namespace; pulls it if needed. Content
+    /// and snapshots written meanwhile are protected from containerd's garbage collector by
+    /// `lease`, which the caller holds until something references them.
+    pub async fn ensure_image(&self, image: &str, platform: &str, lease: &str) -> Result<ResolvedImage> {
         let r = ImageRef::parse(image).ok_or_else(|| WorkerError::Image {
             image: image.to_owned(),
             message: "not a valid image reference".into(),
@@ -177,18 +179,28 @@ impl ContainerdRuntime {
             pulls.entry(name.clone()).or_default().clone()
         };
         let _guard = lock.lock().await;
+        match tokio::time::timeout(self.pull_timeout, self.ensure_image_leased(&r, &name, platform, lease)).await {
+            Ok(r) => r,
+            Err(_) => Err(WorkerError::Timeout { operation: format!("pull of {name}"), after_ms: self.pull_timeout.as_millis() as u64 }),
+        }
+    }
+
+    /// Runs `f` under a fresh lease (which expires by itself after an hour if we crash) and
+    /// deletes the lease afterwards.
+    async fn with_lease<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
         let lease = self.create_lease().await?;
-        let result = tokio::time::timeout(self.pull_timeout, self.ensure_image_leased(&r, &name, platform, &lease)).await;
+        let result = f(lease.clone()).await;
         if let Err(e) = self
             .call("delete lease", self.client.leases().delete(self.req(DeleteLeaseRequest { id: lease.clone(), sync: false })))
             .await
         {
-            warn!(lease = %lease, error = %e, "could not delete pull lease (it expires by itself)");
+            warn!(lease = %lease, error = %e, "could not delete lease (it expires by itself)");
         }
-        match result {
-            Ok(r) => r,
-            Err(_) => Err(WorkerError::Timeout { operation: format!("pull of {name}"), after_ms: self.pull_timeout.as_millis() as u64 }),
-        }
+        result
     }
 
     async fn create_lease(&self) -> Result<String> {
@@ -553,8 +565,16 @@ impl ContainerdRuntime {
                 }
             }
         }
-        let image = self.ensure_image(&spec.job.image, &spec.job.platform).await?;
-        if let Err(e) = self.create_and_start(spec, &id, &image).await {
+        // One lease over image, rootfs snapshot and container creation: until the container
+        // record references the snapshot, nothing else keeps the garbage collector off it.
+        let id_ref = id.as_str();
+        let created = self
+            .with_lease(|lease| async move {
+                let image = self.ensure_image(&spec.job.image, &spec.job.platform, &lease).await?;
+                self.create_and_start(spec, id_ref, &image, &lease).await
+            })
+            .await;
+        if let Err(e) = created {
             warn!(task = %id, error = %e, "deploy failed; cleaning up");
             if let Err(c) = self.remove_instance(&id).await {
                 warn!(task = %id, error = %c, "cleanup after failed deploy failed");
@@ -564,7 +584,7 @@ impl ContainerdRuntime {
         Ok(())
     }
 
-    async fn create_and_start(&self, spec: &InstanceSpec, id: &str, image: &ResolvedImage) -> Result<()> {
+    async fn create_and_start(&self, spec: &InstanceSpec, id: &str, image: &ResolvedImage, lease: &str) -> Result<()> {
         let args = crate::runtime::oci_spec::process_args(&spec.job, &image.config);
         if args.is_empty() {
             return Err(WorkerError::Instance { task_id: id.to_owned(), message: "neither the job nor the image names a command".into() });
@@ -573,12 +593,15 @@ impl ContainerdRuntime {
         let mounts: Vec<Mount> = self
             .call(
                 "prepare rootfs",
-                self.client.snapshots().prepare(self.req(PrepareSnapshotRequest {
-                    snapshotter: self.snapshotter.clone(),
-                    key: id.to_owned(),
-                    parent: image.chain_id.clone(),
-                    labels: HashMap::new(),
-                })),
+                self.client.snapshots().prepare(self.leased(
+                    PrepareSnapshotRequest {
+                        snapshotter: self.snapshotter.clone(),
+                        key: id.to_owned(),
+                        parent: image.chain_id.clone(),
+                        labels: HashMap::new(),
+                    },
+                    lease,
+                )),
             )
             .await?
             .mounts;
@@ -599,7 +622,7 @@ impl ContainerdRuntime {
             extensions: HashMap::from([(EXT_JOB.to_owned(), Any { type_url: EXT_JOB.to_owned(), value: job_json })]),
             ..Default::default()
         };
-        self.call("create container", self.client.containers().create(self.req(CreateContainerRequest { container: Some(container) })))
+        self.call("create container", self.client.containers().create(self.leased(CreateContainerRequest { container: Some(container) }, lease)))
             .await?;
 
         ensure_log_file(&spec.log_path)?;
