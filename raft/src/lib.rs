@@ -47,7 +47,7 @@ pub mod testing {
     /// The log store and state-machine store of a replica, opened on `dir`, as openraft's
     /// storage traits see them.
     pub fn open_storage<S: crate::StateMachine>(dir: &std::path::Path) -> crate::Result<(LogStore, StateMachineStore<S>)> {
-        let db = Db::open(dir, "conformance", 1)?;
+        let (db, _closed) = Db::open(dir, "conformance", 1)?;
         let log = LogStore::new(db.clone(), Arc::new(AtomicU64::new(0)));
         let (sm, _) = StateMachineStore::<S>::open(db)?;
         Ok((log, sm))

@@ -58,12 +58,14 @@ pub(crate) struct Inner<S> {
     committed: Arc<AtomicU64>,
     timing: Timing,
     server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
-    db: std::sync::Weak<rocksdb::DB>,
+    db_closed: Mutex<Option<crate::store::Closed>>,
 }
 
 /// Where a leader-only call goes.
 enum Route {
     Here,
+    /// This replica leads, but has not heard from a quorum lately.
+    HereUnconfirmed,
     Peer { id: NodeId, addr: String },
 }
 
@@ -84,9 +86,8 @@ impl<S: StateMachine> Replica<S> {
         config.listen = local;
         let raft_config = Arc::new(config.openraft_config()?);
 
-        let db = Db::open(&config.data_dir, &config.group, config.id)?;
+        let (db, db_closed) = Db::open(&config.data_dir, &config.group, config.id)?;
         let committed = Arc::new(AtomicU64::new(0));
-        let db_alive = db.liveness();
         let log_store = LogStore::new(db.clone(), committed.clone());
         let (sm_store, state) = StateMachineStore::<S>::open(db)?;
 
@@ -109,7 +110,7 @@ impl<S: StateMachine> Replica<S> {
             committed,
             timing: config.timing.clone(),
             server: Mutex::new(None),
-            db: db_alive,
+            db_closed: Mutex::new(Some(db_closed)),
         });
 
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -226,9 +227,12 @@ impl<S: StateMachine> Replica<S> {
         }
         // The database closes when the last storage handle inside openraft's tasks is dropped;
         // wait for that so a restart in the same process can open it again.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while inner.db.strong_count() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let closed = inner.db_closed.lock().expect("db lock").take();
+        if let Some(closed) = closed {
+            let done = tokio::task::spawn_blocking(move || closed.wait(Duration::from_secs(10))).await.unwrap_or(false);
+            if !done {
+                tracing::warn!(group = %inner.group, id = inner.id, "the database was still open 10 s after shutdown");
+            }
         }
         tracing::info!(group = %inner.group, id = inner.id, "raft replica stopped");
     }
@@ -267,18 +271,12 @@ impl<S: StateMachine> Inner<S> {
                 match m.current_leader {
                     Some(leader) if leader == self.id => {
                         // A leader cut off from its quorum keeps believing it leads until it
-                        // hears a higher term: refuse instead of queueing writes that cannot
-                        // commit.
+                        // hears a higher term. When the last quorum acknowledgement in our
+                        // metrics is old, confirm leadership before taking the call.
                         let limit = self.timing.election_timeout_max_ms;
-                        if let Some(ms) = m.millis_since_quorum_ack {
-                            if ms > limit && m.membership_config.membership().voter_ids().count() > 1 {
-                                return Err(self.unavailable(format!(
-                                    "leader {} has not heard from a quorum for {ms} ms",
-                                    self.id
-                                )));
-                            }
-                        }
-                        return Ok(Route::Here);
+                        let stale = m.millis_since_quorum_ack.is_some_and(|ms| ms > limit)
+                            && m.membership_config.membership().voter_ids().count() > 1;
+                        return Ok(if stale { Route::HereUnconfirmed } else { Route::Here });
                     }
                     Some(leader) => {
                         if let Some(node) = m.membership_config.membership().get_node(&leader) {
@@ -341,6 +339,10 @@ impl<S: StateMachine> Inner<S> {
         loop {
             let reply = match self.route(deadline).await? {
                 Route::Here => self.on_leader(op.clone(), deadline).await,
+                Route::HereUnconfirmed => {
+                    self.confirm_leadership(deadline).await?;
+                    self.on_leader(op.clone(), deadline).await
+                }
                 Route::Peer { id, addr } => self.forward(id, &addr, op.clone(), deadline).await,
             };
             match reply {
@@ -355,6 +357,24 @@ impl<S: StateMachine> Inner<S> {
                 Reply::Failure(f) => return Err(self.failure_error(f)),
                 ok => return Ok(ok),
             }
+        }
+    }
+
+    /// Confirm with a quorum that this replica still leads, within one maximum election
+    /// timeout; a leader cut off from its quorum refuses instead of queueing calls that cannot
+    /// commit.
+    async fn confirm_leadership(&self, deadline: Instant) -> Result<()> {
+        let limit = Duration::from_millis(self.timing.election_timeout_max_ms);
+        let by = (Instant::now() + limit).min(deadline);
+        match tokio::time::timeout_at(by, self.raft.get_read_log_id()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(RaftError::Fatal(_))) => Err(self.stopped()),
+            Ok(Err(e)) => Err(self.unavailable(format!("leader {} lost its quorum: {e}", self.id))),
+            Err(_) => Err(self.unavailable(format!(
+                "leader {} could not confirm its leadership with a quorum within {} ms",
+                self.id,
+                limit.as_millis()
+            ))),
         }
     }
 
@@ -378,7 +398,12 @@ impl<S: StateMachine> Inner<S> {
     async fn forward(&self, id: NodeId, addr: &str, op: Op, deadline: Instant) -> Reply {
         {
             if !self.faults.allows(id) {
-                return failure(failure::Kind::Unavailable, format!("fault injection: link to leader {id} is cut"));
+                // Like an unreachable leader: wait for the metrics to change, until the deadline.
+                if Instant::now() >= deadline {
+                    return failure(failure::Kind::Unavailable, format!("fault injection: link to leader {id} is cut"));
+                }
+                self.pause(deadline).await;
+                return Reply::Redirect(Redirect { leader_id: 0, leader_addr: String::new() });
             }
             let mut client = match self.peers.client(addr) {
                 Ok(c) => c,

@@ -36,7 +36,7 @@ fn sm_err(e: impl ToString) -> StorageError {
 
 impl<S: StateMachine> StateMachineStore<S> {
     /// Restore the state from the snapshot stored in `db`, if any.
-    pub fn open(db: Db) -> crate::Result<(Self, Shared<S>)> {
+    pub(crate) fn open(db: Db) -> crate::Result<(Self, Shared<S>)> {
         let storage_err = |reason: String| crate::Error::Storage { dir: db.dir().display().to_string(), reason };
         let state = match db.read_snapshot().map_err(&storage_err)? {
             None => AppliedState { app: S::default(), last_applied: None, membership: StoredMembership::default() },

@@ -58,14 +58,38 @@ pub(crate) struct StoredSnapshot {
 /// An open replica database.
 #[derive(Clone)]
 pub(crate) struct Db {
-    db: Arc<DB>,
+    db: Arc<Handle>,
     dir: PathBuf,
+}
+
+/// The RocksDB handle, and a sender that is dropped right after it: the database is closed
+/// (its lock released) once [`Closed::wait`] returns.
+struct Handle {
+    db: DB,
+    _closed: mpsc::Sender<()>,
+}
+
+impl std::ops::Deref for Handle {
+    type Target = DB;
+    fn deref(&self) -> &DB {
+        &self.db
+    }
+}
+
+/// Signals that every handle to a [`Db`] is gone and RocksDB has closed.
+pub(crate) struct Closed(mpsc::Receiver<()>);
+
+impl Closed {
+    /// Wait up to `timeout` for the database to close; false if it is still open.
+    pub fn wait(self, timeout: std::time::Duration) -> bool {
+        matches!(self.0.recv_timeout(timeout), Err(mpsc::RecvTimeoutError::Disconnected))
+    }
 }
 
 impl Db {
     /// Open (or create) the database of `node_id` in `group` under `dir`, refusing a directory
     /// that belongs to another group or node.
-    pub fn open(dir: &Path, group: &str, node_id: u64) -> crate::Result<Db> {
+    pub fn open(dir: &Path, group: &str, node_id: u64) -> crate::Result<(Db, Closed)> {
         let storage_err = |reason: String| Error::Storage { dir: dir.display().to_string(), reason };
         std::fs::create_dir_all(dir).map_err(|e| storage_err(format!("cannot create the directory: {e}")))?;
         let mut opts = Options::default();
@@ -73,7 +97,8 @@ impl Db {
         opts.create_missing_column_families(true);
         let cfs = [CF_LOG, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| storage_err(e.to_string()))?;
-        let db = Db { db: Arc::new(db), dir: dir.to_path_buf() };
+        let (closed_tx, closed_rx) = mpsc::channel();
+        let db = Db { db: Arc::new(Handle { db, _closed: closed_tx }), dir: dir.to_path_buf() };
 
         let mine = Identity { group: group.to_string(), node_id };
         match db.get_meta(KEY_IDENTITY).map_err(|e| storage_err(e.to_string()))? {
@@ -100,12 +125,7 @@ impl Db {
                 }
             }
         }
-        Ok(db)
-    }
-
-    /// Becomes dead once every handle to the database has been dropped.
-    pub fn liveness(&self) -> std::sync::Weak<DB> {
-        Arc::downgrade(&self.db)
+        Ok((db, Closed(closed_rx)))
     }
 
     pub fn dir(&self) -> &Path {
@@ -166,9 +186,10 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub fn new(db: Db, committed: Arc<AtomicU64>) -> LogStore {
+    pub(crate) fn new(db: Db, committed: Arc<AtomicU64>) -> LogStore {
         let (tx, rx) = mpsc::channel::<LogFlushed<TypeConfig>>();
-        let flush_db = db.clone();
+        // The flusher holds the database weakly: it must never be what keeps RocksDB open.
+        let flush_db = Arc::downgrade(&db.db);
         std::thread::Builder::new()
             .name("raft-log-flush".into())
             .spawn(move || flush_loop(flush_db, rx))
@@ -195,13 +216,16 @@ fn key_index(key: &[u8]) -> u64 {
 }
 
 /// Sync the write-ahead log once per batch of pending callbacks, then acknowledge them.
-fn flush_loop(db: Db, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn flush_loop(db: std::sync::Weak<Handle>, rx: mpsc::Receiver<LogFlushed<TypeConfig>>) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         batch.extend(rx.try_iter());
-        let result = db.db.flush_wal(true);
+        let result = match db.upgrade() {
+            Some(db) => db.flush_wal(true).map_err(|e| std::io::Error::other(e.to_string())),
+            None => Err(std::io::Error::other("the log database is closed")),
+        };
         for callback in batch {
-            callback.log_io_completed(result.clone().map_err(std::io::Error::other));
+            callback.log_io_completed(result.as_ref().map(|_| ()).map_err(|e| std::io::Error::other(e.to_string())));
         }
     }
 }
