@@ -171,3 +171,56 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, Error> {
     }
     Ok(peers)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_and_errors_name_the_item() {
+        let peers = parse_peers("1=127.0.0.1:1, 2=127.0.0.1:2,").unwrap();
+        assert_eq!(peers.len(), 2);
+        assert_eq!(peers[&2], "127.0.0.1:2");
+        let err = parse_peers("1=a:1,x=b:2").unwrap_err().to_string();
+        assert!(err.contains("\"x\""), "{err}");
+        let err = parse_peers("1=a:1,1=b:2").unwrap_err().to_string();
+        assert!(err.contains("node 1 is listed twice"), "{err}");
+        let err = parse_peers("1").unwrap_err().to_string();
+        assert!(err.contains("<id>=<host:port>"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_setting() {
+        let base = ReplicaConfig::new("g", 1, "127.0.0.1:0".parse().unwrap(), "/tmp/x");
+        assert!(base.validate().is_ok());
+        let mut c = base.clone();
+        c.id = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("id: 0"));
+        let mut c = base.clone();
+        c.group = "bad name".into();
+        assert!(c.validate().unwrap_err().to_string().contains("group"));
+        let mut c = base.clone();
+        c.timing.election_timeout_max_ms = c.timing.election_timeout_min_ms;
+        assert!(c.validate().unwrap_err().to_string().contains("election_timeout_max_ms"));
+        let mut c = base.clone();
+        c.timing.request_timeout_ms = 10;
+        assert!(c.validate().unwrap_err().to_string().contains("request_timeout_ms"));
+        let mut c = base;
+        c.snapshots.every_entries = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("every_entries"));
+    }
+
+    #[test]
+    fn toml_config_rejects_unknown_settings() {
+        let ok: ReplicaConfig = toml::from_str(
+            "group = \"kv\"\nid = 2\ndata_dir = \"/d\"\nlisten = \"127.0.0.1:1\"\n[timing]\nheartbeat_ms = 50\n",
+        )
+        .unwrap();
+        assert_eq!(ok.timing.heartbeat_ms, 50);
+        assert_eq!(ok.timing.election_timeout_min_ms, Timing::default().election_timeout_min_ms);
+        let err = toml::from_str::<ReplicaConfig>("group = \"kv\"\nid = 2\ndata_dir = \"/d\"\nlisten = \"127.0.0.1:1\"\nheartbeat = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("heartbeat"), "{err}");
+    }
+}

@@ -95,6 +95,12 @@ async fn t20_deploy_runs_reports_logs_and_undeploys() {
         .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/{rel}/memory.max")))
         .expect("instance cgroup has a memory limit file");
     assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    // …and the CPU limit from `vcpus` (1 core = quota of one period).
+    let quota = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu/{rel}/cpu.cfs_quota_us"))
+        .map(|q| q.trim().to_owned())
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup/{rel}/cpu.max")).map(|m| m.split_whitespace().next().unwrap_or("").to_owned()))
+        .expect("instance cgroup has a cpu quota file");
+    assert_eq!(quota, "100000");
 
     // A repeated deploy changes nothing.
     let t1 = Instant::now();
@@ -150,6 +156,12 @@ async fn t21_exits_map_to_completed_dead_and_unsupported_fails() {
     obs.publish(&deploy_topic, &deploy_message("ok.test.once.test", 0, IMAGE, &["/bin/sh", "-c", "echo done"], true)).await;
     obs.publish(&deploy_topic, &deploy_message("fail.test.once.test", 0, IMAGE, &["/bin/sh", "-c", "exit 1"], true)).await;
     obs.publish(&deploy_topic, &deploy_message("svc.test.exits.test", 3, IMAGE, &["/bin/true"], false)).await;
+    // `privileged` widens the capability set (all of them) and the plain instance keeps the
+    // default set; both print their effective capabilities.
+    let mut privileged = deploy_message("priv.test.caps.test", 0, IMAGE, &["/bin/sh", "-c", "cat /proc/self/status"], true);
+    privileged["privileged"] = true.into();
+    obs.publish(&deploy_topic, &privileged).await;
+    obs.publish(&deploy_topic, &deploy_message("plain.test.caps.test", 0, IMAGE, &["/bin/sh", "-c", "cat /proc/self/status"], true)).await;
     let mut unikernel = deploy_message("uk.test.kernel.test", 0, "https://example.invalid/kernel", &[], false);
     unikernel["virtualization"] = "unikernel".into();
     obs.publish(&deploy_topic, &unikernel).await;
@@ -163,6 +175,19 @@ async fn t21_exits_map_to_completed_dead_and_unsupported_fails() {
     let failed = obs.wait_status(&node, "uk.test.kernel.test", 0, "FAILED", t0).await;
     let reason = failed["status_detail"].as_str().unwrap();
     assert!(reason.contains("\"unikernel\"") && reason.contains("not supported"), "{reason}");
+
+    obs.wait_status(&node, "priv.test.caps.test", 0, "COMPLETED", t0).await;
+    obs.wait_status(&node, "plain.test.caps.test", 0, "COMPLETED", t0).await;
+    let cap_eff = |job: &str| {
+        let status = std::fs::read_to_string(dir.path().join(format!("{job}.instance.0"))).unwrap();
+        let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim().to_owned();
+        u64::from_str_radix(&hex, 16).unwrap()
+    };
+    let (privileged_caps, plain_caps) = (cap_eff("priv.test.caps.test"), cap_eff("plain.test.caps.test"));
+    assert_eq!(plain_caps.count_ones(), 14, "default capability set: {plain_caps:x}");
+    assert!(privileged_caps.count_ones() >= 38, "privileged gets every capability: {privileged_caps:x}");
+    const CAP_SYS_ADMIN: u32 = 21;
+    assert!(privileged_caps & (1 << CAP_SYS_ADMIN) != 0 && plain_caps & (1 << CAP_SYS_ADMIN) == 0);
 
     // Exited instances are not restarted, and their containers are cleaned up.
     let inspect = Inspect::connect(&socket, &ns).await;

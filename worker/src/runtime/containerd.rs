@@ -70,6 +70,8 @@ pub struct ContainerdRuntime {
     pull_timeout: Duration,
     insecure_registries: Vec<String>,
     cgroups: CgroupFs,
+    /// Capability bounding set instances can get at most.
+    bounding_caps: u64,
     /// One lock per image name, so that two instances of a job do not pull it twice at once.
     pulls: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
@@ -114,6 +116,7 @@ impl ContainerdRuntime {
             pull_timeout: config.pull_timeout(),
             insecure_registries: config.insecure_registries.clone(),
             cgroups: CgroupFs::detect(),
+            bounding_caps: crate::runtime::oci_spec::current_bounding_set(),
             pulls: Mutex::new(HashMap::new()),
         })
     }
@@ -606,7 +609,7 @@ impl ContainerdRuntime {
             .await?
             .mounts;
 
-        let oci = crate::runtime::oci_spec::build(&spec.key, &spec.job, &image.config, &self.cgroups_path(&spec.key));
+        let oci = crate::runtime::oci_spec::build(&spec.key, &spec.job, &image.config, &self.cgroups_path(&spec.key), self.bounding_caps);
         let job_json = serde_json::to_vec(&spec.job).expect("a job serializes");
         let container = Container {
             id: id.to_owned(),

@@ -77,6 +77,24 @@ const ALL_CAPS: [&str; 41] = [
 
 const CPU_PERIOD_US: u64 = 100_000;
 
+/// The capability bounding set of this process (`CapBnd` of /proc/self/status); the shim runs
+/// with the same set, and runc refuses capabilities outside it. All bits when unreadable.
+pub fn current_bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// `ALL_CAPS` is in kernel bit order, so a name's index is its bit.
+fn in_bounding_set(cap: &str, bounding: u64) -> bool {
+    ALL_CAPS.iter().position(|c| *c == cap).is_some_and(|bit| bounding & (1u64 << bit) != 0)
+}
+
 /// The process arguments: the job's `cmd` replaces entrypoint and command (upstream
 /// semantics); otherwise the image's entrypoint followed by its command.
 pub fn process_args(job: &Job, image: &OciContainerConfig) -> Vec<String> {
@@ -121,14 +139,17 @@ fn user(image: &OciContainerConfig) -> (u32, u32) {
     (uid, gid)
 }
 
-/// Builds the runtime spec.
+/// Builds the runtime spec. `bounding` is the capability bounding set the instance can get at
+/// most ([`current_bounding_set`]); a privileged instance gets all of it.
 pub fn build(
     key: &InstanceKey,
     job: &Job,
     image: &OciContainerConfig,
     cgroups_path: &str,
+    bounding: u64,
 ) -> Value {
-    let caps: Vec<&str> = if job.privileged { ALL_CAPS.to_vec() } else { DEFAULT_CAPS.to_vec() };
+    let wanted: &[&str] = if job.privileged { &ALL_CAPS } else { &DEFAULT_CAPS };
+    let caps: Vec<&str> = wanted.iter().copied().filter(|c| in_bounding_set(c, bounding)).collect();
     let (uid, gid) = user(image);
     let cwd = image.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into());
 
@@ -222,7 +243,7 @@ mod tests {
             vcpus: 2,
             ..Job::default()
         };
-        let s = build(&key, &job, &image(), "/grove/ns/a.b.c.d.instance.4");
+        let s = build(&key, &job, &image(), "/grove/ns/a.b.c.d.instance.4", u64::MAX);
         assert_eq!(s["hostname"], "instance-4");
         assert_eq!(s["process"]["args"], json!(["/bin/sh", "-c", "echo hi"]));
         assert_eq!(
@@ -242,11 +263,27 @@ mod tests {
     fn cmd_replaces_entrypoint_and_privileged_widens() {
         let key = InstanceKey::new("j", 0);
         let job = Job { cmd: vec!["sleep".into(), "5".into()], privileged: true, ..Job::default() };
-        let s = build(&key, &job, &image(), "/g");
+        let s = build(&key, &job, &image(), "/g", u64::MAX);
         assert_eq!(s["process"]["args"], json!(["sleep", "5"]));
         assert!(s["linux"].get("maskedPaths").is_none());
         assert_eq!(s["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 41);
         assert_eq!(s["linux"]["resources"]["devices"], json!([{"allow": true, "access": "rwm"}]));
         assert!(s["linux"]["resources"].get("memory").is_none());
+    }
+
+    #[test]
+    fn capabilities_stay_within_the_bounding_set() {
+        let key = InstanceKey::new("j", 0);
+        // Everything but CAP_SYS_RESOURCE (bit 24), as on a host that dropped it.
+        let bounding = 0x1ff_feff_ffff_u64;
+        let job = Job { privileged: true, ..Job::default() };
+        let caps = build(&key, &job, &image(), "/g", bounding)["process"]["capabilities"]["bounding"].clone();
+        let caps: Vec<&str> = caps.as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+        assert_eq!(caps.len(), 40);
+        assert!(!caps.contains(&"CAP_SYS_RESOURCE"));
+        assert!(caps.contains(&"CAP_SYS_ADMIN"));
+        // Without CAP_NET_RAW (bit 13) in the set, the default set shrinks too.
+        let plain = build(&key, &Job::default(), &image(), "/g", !(1u64 << 13));
+        assert_eq!(plain["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 13);
     }
 }
