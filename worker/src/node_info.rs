@@ -141,11 +141,7 @@ impl NodeSampler {
         let mut out = BTreeMap::new();
         for (i, d) in self.disks.iter().enumerate() {
             let total = d.total_space();
-            let used_pct = if total == 0 {
-                0
-            } else {
-                ((total - d.available_space()) * 100 / total) as u32
-            };
+            let used_pct = (total.saturating_sub(d.available_space()) * 100).checked_div(total).unwrap_or(0);
             if d.mount_point() == std::path::Path::new("/") {
                 out.insert("/".into(), used_pct.to_string());
             }

@@ -136,6 +136,15 @@ async fn t10_every_message_has_the_contract_shape_and_controls_are_understood() 
     assert_eq!(bodies[0]["virtualization"], json!(["docker"]));
     assert_eq!(bodies[0]["supported_addons"], json!(["image-builder"]));
     assert_eq!(bodies[0]["system_info"]["location"], "48.1,11.6");
+    // Real numbers from sysinfo.
+    let b = &bodies[0];
+    assert!(b["vcpus"].as_u64().unwrap() >= 1);
+    assert!(b["memory"].as_u64().unwrap() > 0, "available memory in MB");
+    let pct = |k: &str| b[k].as_f64().unwrap();
+    assert!((0.0..=100.0).contains(&pct("cpu_percent")) && (0.0..=100.0).contains(&pct("memory_percent")));
+    assert!(b["disk_info"]["/"].as_str().unwrap().parse::<u32>().unwrap() <= 100);
+    assert_eq!(b["architecture"], grove_core::node::goarch(std::env::consts::ARCH));
+    assert!(!b["system_info"]["kernel_version"].as_str().unwrap().is_empty());
 
     // Every control message of the contract: a deploy with every key the worker reads…
     let job = "pl.test.svc.test";

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use containerd_client::services::v1::{GetRequest, ListContainersRequest, ListImagesRequest};
+use containerd_client::services::v1::{GetRequest, KillRequest, ListContainersRequest, ListImagesRequest};
 use grove_worker::runtime::registry::sha256_digest;
 use serde_json::json;
 use tonic::Request;
@@ -235,6 +235,15 @@ impl Inspect {
         }
     }
 
+    /// Sends SIGKILL to every process of a task, behind the worker's back.
+    pub async fn kill(&self, id: &str) {
+        self.client
+            .tasks()
+            .kill(self.req(KillRequest { container_id: id.to_owned(), exec_id: String::new(), signal: 9, all: true }))
+            .await
+            .unwrap();
+    }
+
     pub async fn images(&self) -> Vec<String> {
         self.client
             .images()
@@ -251,3 +260,5 @@ impl Inspect {
 
 /// containerd's task status code for "running".
 pub const TASK_RUNNING: i32 = 2;
+/// containerd's task status code for "stopped".
+pub const TASK_STOPPED: i32 = 3;
