@@ -179,3 +179,35 @@ pub async fn run_with_runtimes(
     info!("grove-worker stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use grove_core::worker_protocol::RegisterResponse;
+
+    fn reg(index: usize, port: &str) -> registration::Registration {
+        registration::Registration {
+            response: RegisterResponse { id: "w".into(), mqtt_broker_port: port.into() },
+            endpoint_index: index,
+        }
+    }
+
+    #[test]
+    fn brokers_follow_the_endpoints_starting_with_the_one_that_answered() {
+        let config = WorkerConfig {
+            cluster_endpoints: vec!["10.0.0.1:10100".into(), "http://10.0.0.2:10100".into(), "10.0.0.3:10100".into()],
+            ..WorkerConfig::default()
+        };
+        assert_eq!(
+            broker_list(&config, &reg(1, "10003")).unwrap(),
+            vec![("10.0.0.2".into(), 10003), ("10.0.0.3".into(), 10003), ("10.0.0.1".into(), 10003)]
+        );
+        assert!(broker_list(&config, &reg(0, "not a port")).is_err());
+    }
+
+    #[test]
+    fn configured_brokers_win() {
+        let config = WorkerConfig { mqtt_brokers: vec!["b1:1883".into(), "b2:1884".into()], ..WorkerConfig::default() };
+        assert_eq!(broker_list(&config, &reg(0, "")).unwrap(), vec![("b1".into(), 1883), ("b2".into(), 1884)]);
+    }
+}

@@ -20,12 +20,15 @@ pub fn socket_or_skip(test: &str) -> Option<PathBuf> {
         Some(s) if s.exists() => Some(s),
         other => {
             let banner = "!".repeat(78);
-            eprintln!(
+            let notice = format!(
                 "\n{banner}\n!!! SKIPPED {test}: no containerd socket found (looked at {:?} and {:?}).\n\
                  !!! This test needs a running containerd; set GROVE_TEST_CONTAINERD_SOCKET to use another socket.\n{banner}\n",
                 other.map(|p| p.display().to_string()).unwrap_or_else(|| "$GROVE_TEST_CONTAINERD_SOCKET".into()),
                 grove_worker::config::CONTAINERD_SOCKETS
             );
+            // Straight to file descriptor 2: libtest's capture of `eprintln!` would hide it.
+            use std::io::Write;
+            let _ = std::io::stderr().write_all(notice.as_bytes());
             None
         }
     }
