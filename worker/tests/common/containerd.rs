@@ -34,13 +34,21 @@ pub fn socket_or_skip(test: &str) -> Option<PathBuf> {
     }
 }
 
-/// A single-layer OCI image around Debian's static busybox.
+/// One layer of a test image.
+pub struct TestLayer {
+    pub media_type: &'static str,
+    pub data: Vec<u8>,
+    pub digest: String,
+    /// Digest of the uncompressed tar (the config's diff id).
+    pub diff_id: String,
+}
+
+/// An OCI image around Debian's static busybox, with its index.
 pub struct TestImage {
-    pub layer: Vec<u8>,
+    pub layers: Vec<TestLayer>,
     pub config: Vec<u8>,
     pub manifest: Vec<u8>,
     pub index: Vec<u8>,
-    pub layer_digest: String,
     pub config_digest: String,
     pub manifest_digest: String,
     pub index_digest: String,
@@ -49,8 +57,8 @@ pub struct TestImage {
 impl TestImage {
     /// Blob by digest.
     pub fn blob(&self, digest: &str) -> Option<(&'static str, Vec<u8>)> {
-        if digest == self.layer_digest {
-            Some(("application/vnd.oci.image.layer.v1.tar", self.layer.clone()))
+        if let Some(l) = self.layers.iter().find(|l| l.digest == digest) {
+            Some((l.media_type, l.data.clone()))
         } else if digest == self.config_digest {
             Some(("application/vnd.oci.image.config.v1+json", self.config.clone()))
         } else if digest == self.manifest_digest {
@@ -61,53 +69,95 @@ impl TestImage {
             None
         }
     }
+
+    /// The chain id of the top layer, computed as the OCI image spec defines it.
+    pub fn top_chain_id(&self) -> String {
+        let mut chain = String::new();
+        for l in &self.layers {
+            chain = if chain.is_empty() { l.diff_id.clone() } else { sha256_digest(format!("{chain} {}", l.diff_id).as_bytes()) };
+        }
+        chain
+    }
 }
 
 const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: [&str; 10] = ["sh", "sleep", "echo", "cat", "true", "false", "yes", "head", "ls", "env"];
 
-/// Builds the image in memory. Panics (not skips) when busybox-static is missing: the project's
-/// `scripts/setup.sh` installs it.
-pub fn busybox_image() -> TestImage {
+fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(kind);
+    h.set_mode(mode);
+    h.set_size(size);
+    h.set_mtime(0);
+    h
+}
+
+fn busybox_tar() -> Vec<u8> {
     let busybox = std::fs::read(BUSYBOX)
         .unwrap_or_else(|e| panic!("{BUSYBOX} is needed to build the test image ({e}); run scripts/setup.sh (installs busybox-static)"));
     let mut tar = tar::Builder::new(Vec::new());
     for dir in ["bin", "dev", "proc", "sys", "tmp", "etc", "run"] {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        h.set_mtime(0);
-        tar.append_data(&mut h, dir, std::io::empty()).unwrap();
+        tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), dir, std::io::empty()).unwrap();
     }
-    let mut h = tar::Header::new_gnu();
-    h.set_mode(0o755);
-    h.set_size(busybox.len() as u64);
-    h.set_mtime(0);
-    tar.append_data(&mut h, "bin/busybox", busybox.as_slice()).unwrap();
+    tar.append_data(&mut header(tar::EntryType::Regular, 0o755, busybox.len() as u64), "bin/busybox", busybox.as_slice()).unwrap();
     for applet in APPLETS {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Symlink);
-        h.set_mode(0o777);
-        h.set_size(0);
-        h.set_mtime(0);
-        tar.append_link(&mut h, format!("bin/{applet}"), "busybox").unwrap();
+        tar.append_link(&mut header(tar::EntryType::Symlink, 0o777, 0), format!("bin/{applet}"), "busybox").unwrap();
     }
-    let layer = tar.into_inner().unwrap();
-    let layer_digest = sha256_digest(&layer);
+    tar.into_inner().unwrap()
+}
+
+fn file_tar(path: &str, content: &[u8]) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append_data(&mut header(tar::EntryType::Regular, 0o644, content.len() as u64), path, content).unwrap();
+    tar.into_inner().unwrap()
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gzip")
+        .args(["-c", "-n"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gzip");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn layer(tar: Vec<u8>, gzipped: bool) -> TestLayer {
+    let diff_id = sha256_digest(&tar);
+    if gzipped {
+        let data = gzip(&tar);
+        TestLayer { media_type: "application/vnd.oci.image.layer.v1.tar+gzip", digest: sha256_digest(&data), data, diff_id }
+    } else {
+        TestLayer { media_type: "application/vnd.oci.image.layer.v1.tar", digest: diff_id.clone(), data: tar, diff_id }
+    }
+}
+
+fn assemble(layers: Vec<TestLayer>) -> TestImage {
     let arch = grove_core::node::goarch(std::env::consts::ARCH);
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
     let config = serde_json::to_vec(&json!({
         "architecture": arch, "os": "linux",
         "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "WorkingDir": "/"},
-        "rootfs": {"type": "layers", "diff_ids": [layer_digest]}
+        "rootfs": {"type": "layers", "diff_ids": diff_ids}
     }))
     .unwrap();
     let config_digest = sha256_digest(&config);
+    let layer_descs: Vec<_> = layers
+        .iter()
+        .map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.data.len()}))
+        .collect();
     let manifest = serde_json::to_vec(&json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}]
+        "layers": layer_descs
     }))
     .unwrap();
     let manifest_digest = sha256_digest(&manifest);
@@ -119,7 +169,25 @@ pub fn busybox_image() -> TestImage {
     }))
     .unwrap();
     let index_digest = sha256_digest(&index);
-    TestImage { layer, config, manifest, index, layer_digest, config_digest, manifest_digest, index_digest }
+    TestImage { layers, config, manifest, index, config_digest, manifest_digest, index_digest }
+}
+
+/// One uncompressed layer: busybox and a few applet links. Panics (not skips) when
+/// busybox-static is missing: the project's `scripts/setup.sh` installs it.
+pub fn busybox_image() -> TestImage {
+    assemble(vec![layer(busybox_tar(), false)])
+}
+
+/// Two gzip-compressed layers, as registries serve them: busybox, then `/etc/grove-layer2`
+/// containing `content`.
+pub fn busybox_image_two_gzip_layers(content: &str) -> TestImage {
+    assemble(vec![layer(busybox_tar(), true), layer(file_tar("etc/grove-layer2", content.as_bytes()), true)])
+}
+
+/// Snapshot names (`ctr snapshots ls`) in a namespace.
+pub fn snapshot_names(socket: &Path, namespace: &str) -> Vec<String> {
+    let out = ctr(socket, namespace).args(["snapshots", "ls"]).output().expect("run ctr");
+    String::from_utf8_lossy(&out.stdout).lines().skip(1).filter_map(|l| l.split_whitespace().next().map(str::to_owned)).collect()
 }
 
 fn ctr(socket: &Path, namespace: &str) -> Command {
@@ -148,7 +216,10 @@ pub fn import_with_ctr(socket: &Path, namespace: &str, image: &TestImage, name: 
     }))
     .unwrap();
     add("index.json", &index);
-    for (d, data) in [(&image.layer_digest, &image.layer), (&image.config_digest, &image.config), (&image.manifest_digest, &image.manifest)] {
+    let mut blobs: Vec<(&String, &Vec<u8>)> = image.layers.iter().map(|l| (&l.digest, &l.data)).collect();
+    blobs.push((&image.config_digest, &image.config));
+    blobs.push((&image.manifest_digest, &image.manifest));
+    for (d, data) in blobs {
         add(&format!("blobs/sha256/{}", d.trim_start_matches("sha256:")), data);
     }
     tar.into_inner().unwrap();
