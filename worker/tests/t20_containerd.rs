@@ -114,6 +114,7 @@ async fn t20_deploy_runs_reports_logs_and_undeploys() {
     let t2 = Instant::now();
     obs.publish(&format!("nodes/{node}/control/delete"), &delete_message(job, 0)).await;
     obs.wait_status(&node, job, 0, "UNDEPLOYED", t2).await;
+    assert!(t2.elapsed() >= std::time::Duration::from_millis(1_000), "killed only after the 1 s grace period");
     assert!(inspect.containers().await.is_empty());
     assert!(inspect.task(&task_id).await.is_none());
     // Later resource reports no longer list it.
@@ -175,6 +176,25 @@ async fn t21_exits_map_to_completed_dead_and_unsupported_fails() {
     let failed = obs.wait_status(&node, "uk.test.kernel.test", 0, "FAILED", t0).await;
     let reason = failed["status_detail"].as_str().unwrap();
     assert!(reason.contains("\"unikernel\"") && reason.contains("not supported"), "{reason}");
+
+    // An instance that handles SIGTERM gets it before anything else on undeploy.
+    let graceful = "term.test.svc.test";
+    obs.publish(
+        &deploy_topic,
+        &deploy_message(graceful, 0, IMAGE, &["/bin/sh", "-c", "trap 'echo got-term; exit 0' TERM; echo ready; while :; do sleep 0.1; done"], false),
+    )
+    .await;
+    obs.wait_status(&node, graceful, 0, "CREATED", t0).await;
+    let graceful_log = dir.path().join(format!("{graceful}.instance.0"));
+    wait_until("trap installed", WAIT, || std::fs::read_to_string(&graceful_log).ok().filter(|s| s.contains("ready"))).await;
+    let t_del = Instant::now();
+    obs.publish(&format!("nodes/{node}/control/delete"), &delete_message(graceful, 0)).await;
+    obs.wait_status(&node, graceful, 0, "UNDEPLOYED", t_del).await;
+    assert!(std::fs::read_to_string(&graceful_log).unwrap().contains("got-term"));
+    assert!(
+        !obs.seen().iter().any(|m| m.topic.ends_with("/job") && m.json["sname"] == graceful && m.json["status"] == "DEAD"),
+        "an undeployed instance is not reported DEAD"
+    );
 
     obs.wait_status(&node, "priv.test.caps.test", 0, "COMPLETED", t0).await;
     obs.wait_status(&node, "plain.test.caps.test", 0, "COMPLETED", t0).await;
