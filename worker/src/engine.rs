@@ -30,6 +30,9 @@ use crate::mqtt_worker::{Control, Publisher};
 use crate::runtime::cgroup::cpu_percent;
 use crate::runtime::{ExitOutcome, FoundState, InstanceSpec, Runtime};
 
+/// How long the final status of a removed instance is repeated in full reports, so that an
+/// event lost with a dying broker reaches the cluster through the next one.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(120);
 /// How often (in report periods) the writable-layer size is re-measured.
 const DISK_EVERY: u32 = 8;
 /// Bytes of log tail sent in resource reports.
@@ -74,6 +77,8 @@ struct Inner {
     publisher: Publisher,
     instances: Mutex<HashMap<InstanceKey, Record>>,
     key_locks: Mutex<HashMap<InstanceKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Final statuses of instances no longer in `instances`, with the time they were set.
+    tombstones: Mutex<HashMap<InstanceKey, (Status, String, Instant)>>,
     generation: AtomicU64,
     tasks: TaskTracker,
     cancel: CancellationToken,
@@ -99,6 +104,7 @@ impl Engine {
                 publisher,
                 instances: Mutex::new(HashMap::new()),
                 key_locks: Mutex::new(HashMap::new()),
+                tombstones: Mutex::new(HashMap::new()),
                 generation: AtomicU64::new(1),
                 tasks: TaskTracker::new(),
                 cancel,
@@ -132,6 +138,9 @@ impl Engine {
     }
 
     fn publish_status(&self, key: &InstanceKey, status: Status, detail: &str) {
+        if status.is_terminal() && !self.inner.instances.lock().expect("poisoned").contains_key(key) {
+            self.inner.tombstones.lock().expect("poisoned").insert(key.clone(), (status, detail.to_owned(), Instant::now()));
+        }
         let s = &self.inner.settings;
         self.inner.publisher.event(
             topic::job(&s.node_id),
@@ -377,9 +386,19 @@ impl Engine {
         }
     }
 
-    /// Publishes the status of every instance (after a (re)connect, for reconciliation).
+    /// Publishes the status of every instance (after a (re)connect, for reconciliation),
+    /// preceded by the final status of instances removed in the last [`TOMBSTONE_TTL`].
     pub fn publish_all_statuses(&self) {
-        for v in self.instances() {
+        let live = self.instances();
+        let tombstones: Vec<(InstanceKey, Status, String)> = {
+            let mut t = self.inner.tombstones.lock().expect("poisoned");
+            t.retain(|k, (_, _, at)| at.elapsed() < TOMBSTONE_TTL && !live.iter().any(|v| &v.key == k));
+            t.iter().map(|(k, (s, d, _))| (k.clone(), *s, d.clone())).collect()
+        };
+        for (key, status, detail) in tombstones {
+            self.publish_status(&key, status, &detail);
+        }
+        for v in live {
             self.publish_status(&v.key, v.status, &v.detail);
         }
     }
