@@ -290,6 +290,12 @@ impl Engine {
         self.inner.instances.lock().expect("poisoned").remove(&key);
         info!(task = %key, "undeployed");
         self.publish_status(&key, Status::Undeployed, "");
+        // Forget the instance's lock unless another operation already waits on it (clones are
+        // only made under the map's mutex, so the count cannot grow behind our back).
+        let mut locks = self.inner.key_locks.lock().expect("poisoned");
+        if locks.get(&key).is_some_and(|l| Arc::strong_count(l) == 2) {
+            locks.remove(&key);
+        }
     }
 
     fn watch_exit(&self, key: InstanceKey, generation: u64, runtime: usize) {
