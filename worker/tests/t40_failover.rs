@@ -40,9 +40,10 @@ async fn t40_broker_dies_worker_fails_over_and_keeps_reporting() {
     obs_a.wait_status(&node, job, 1, "UNDEPLOYED", t0).await;
     assert!(obs_b.seen().is_empty(), "worker talks to one broker at a time");
 
-    // Kill the broker the worker is connected to.
-    broker_a.kill();
+    // Kill the broker the worker is connected to. (The time is taken first: the worker may
+    // fail over and report before `kill` returns.)
     let killed = Instant::now();
+    broker_a.kill();
 
     // It reconnects to B, repeats the status of what it runs (full report) and keeps reporting.
     obs_b.wait_status(&node, job, 0, "RUNNING", killed).await;

@@ -683,19 +683,23 @@ impl ContainerdRuntime {
         Ok(())
     }
 
-    /// Deletes task, container and writable snapshot; each step tolerates "not found".
+    /// Deletes task, writable snapshot and container; each step tolerates "not found".
+    ///
+    /// The snapshot goes before the container record: the other way round it would be
+    /// unreferenced for a moment, and a garbage collection in that moment (containerd 1.6)
+    /// removes it without unlinking it from its parent, which then can never be removed.
     async fn remove_instance(&self, id: &str) -> Result<()> {
         match self.call("delete task", self.client.tasks().delete(self.req(DeleteTaskRequest { container_id: id.to_owned() }))).await {
             Ok(_) => {}
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(e),
         }
+        self.remove_snapshot(id).await;
         match self.call("delete container", self.client.containers().delete(self.req(DeleteContainerRequest { id: id.to_owned() }))).await {
             Ok(_) => {}
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(e),
         }
-        self.remove_snapshot(id).await;
         Ok(())
     }
 

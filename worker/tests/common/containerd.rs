@@ -238,7 +238,7 @@ impl Drop for NamespaceGuard {
         let script = r#"
 ctr="ctr --address $1 --namespace $2"
 for c in $($ctr containers ls -q 2>/dev/null); do $ctr tasks rm -f "$c" >/dev/null 2>&1; $ctr containers rm "$c" >/dev/null 2>&1; done
-for i in $($ctr images ls -q 2>/dev/null); do $ctr images rm "$i" >/dev/null 2>&1; done
+for i in $($ctr images ls -q 2>/dev/null); do $ctr images rm --sync "$i" >/dev/null 2>&1; done
 for l in $($ctr leases ls -q 2>/dev/null); do $ctr leases rm "$l" >/dev/null 2>&1; done
 for pass in 1 2 3 4 5 6; do for s in $($ctr snapshots ls 2>/dev/null | awk 'NR>1 {print $1}'); do $ctr snapshots rm "$s" >/dev/null 2>&1; done; done
 for d in $($ctr content ls -q 2>/dev/null); do $ctr content rm "$d" >/dev/null 2>&1; done

@@ -47,6 +47,20 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A free port below Linux's ephemeral range (32768+), so that no port-0 listener or outgoing
+/// connection of a concurrently running test takes it between our check and the child's bind.
+pub fn free_port_below_ephemeral() -> u16 {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// Polls `cond` until it returns `Some`, or panics after `timeout` naming `what`.
 pub async fn wait_until<T>(what: &str, timeout: Duration, mut cond: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
@@ -167,21 +181,29 @@ pub struct BrokerProcess {
 
 impl BrokerProcess {
     pub fn start() -> Self {
-        let port = free_port();
-        let exe = std::env::current_exe().unwrap();
-        let child = Command::new(exe)
-            .args(["--exact", "common::mqtt_broker_helper_process", "--ignored", "--nocapture", "--test-threads=1"])
-            .env(BROKER_PORT_ENV, port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn broker process");
-        let deadline = Instant::now() + WAIT;
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "broker on port {port} did not come up");
-            std::thread::sleep(Duration::from_millis(20));
+        // A port can still be taken between our check and the broker's bind; then the broker
+        // never listens, and we try again on another port.
+        for _ in 0..5 {
+            let port = free_port_below_ephemeral();
+            let exe = std::env::current_exe().unwrap();
+            let mut child = Command::new(exe)
+                .args(["--exact", "common::mqtt_broker_helper_process", "--ignored", "--nocapture", "--test-threads=1"])
+                .env(BROKER_PORT_ENV, port.to_string())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn broker process");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Self { port, child: Some(child) };
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        Self { port, child: Some(child) }
+        panic!("no MQTT broker came up after 5 attempts");
     }
 
     pub fn addr(&self) -> String {
