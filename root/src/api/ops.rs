@@ -1,0 +1,65 @@
+//! Operational routes: liveness, readiness, Prometheus metrics; and upstream's uploader.
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use super::{Api, ApiError};
+
+/// The process is alive.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// This replica knows a leader and holds the signing key: it can serve requests.
+pub async fn readyz(State(api): State<Api>) -> impl IntoResponse {
+    let status = api.replica.status();
+    let ready = status.leader_id.is_some() && api.has_key();
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let reason = match (status.leader_id, api.has_key()) {
+        (None, _) => "no known leader",
+        (Some(_), false) => "signing key not loaded yet",
+        _ => "ready",
+    };
+    (code, Json(json!({ "ready": ready, "reason": reason, "role": status.role, "leader_id": status.leader_id, "term": status.term })))
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(api): State<Api>) -> impl IntoResponse {
+    let st = api.replica.status();
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP grove_root_raft_is_leader 1 if this replica leads the root group.");
+    let _ = writeln!(out, "# TYPE grove_root_raft_is_leader gauge");
+    let _ = writeln!(out, "grove_root_raft_is_leader {}", u8::from(st.role == "leader"));
+    for (name, value) in [("term", st.term), ("commit_index", st.commit_index), ("applied_index", st.applied_index), ("last_log_index", st.last_log_index)] {
+        let _ = writeln!(out, "# TYPE grove_root_raft_{name} gauge");
+        let _ = writeln!(out, "grove_root_raft_{name} {value}");
+    }
+    let (apps, jobs, instances, clusters) = api.replica.read_local(|s| {
+        (s.applications.len(), s.jobs.len(), s.jobs.values().map(|j| j.instances.len()).sum::<usize>(), s.clusters.len())
+    });
+    for (name, value) in [("applications", apps), ("services", jobs), ("instances", instances), ("clusters", clusters)] {
+        let _ = writeln!(out, "# TYPE grove_root_{name} gauge");
+        let _ = writeln!(out, "grove_root_{name} {value}");
+    }
+    let requests = api.metrics.requests.lock().expect("metrics lock").clone();
+    let _ = writeln!(out, "# HELP grove_root_http_requests_total HTTP requests answered, by method, route and status.");
+    let _ = writeln!(out, "# TYPE grove_root_http_requests_total counter");
+    for ((method, route, status), (count, _)) in &requests {
+        let _ = writeln!(out, "grove_root_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {count}");
+    }
+    let _ = writeln!(out, "# TYPE grove_root_http_request_seconds_sum counter");
+    for ((method, route, status), (_, seconds)) in &requests {
+        let _ = writeln!(out, "grove_root_http_request_seconds_sum{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {seconds}");
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// Upstream stored uploaded SLA files on the server's disk; Grove keeps no files outside Raft.
+pub async fn uploader() -> ApiError {
+    ApiError::NotImplemented("the file uploader is not implemented in Grove; send the SLA as the request body of POST /api/application/".into())
+}

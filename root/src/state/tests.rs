@@ -1,0 +1,241 @@
+use grove_core::sla::{derive_job, parse_sla};
+use grove_raft::StateMachine;
+use serde_json::json;
+
+use super::*;
+
+fn bootstrapped() -> RootState {
+    let mut s = RootState::default();
+    let r = s.apply(RootCommand::Bootstrap { org_id: "o1".into(), user_id: "u1".into(), password_hash: "h".into(), at_ms: 1 });
+    assert_eq!(r, Ok(Applied::Changed(1)));
+    s
+}
+
+fn new_apps(names: &[(&str, &str)], id_base: &str) -> Vec<NewApplication> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, (name, ns))| {
+            let sla = parse_sla(
+                json!({"sla_version":"v2.0","customerID":"Admin","applications":[{
+                    "application_name": name, "application_namespace": ns, "microservices":[
+                    {"microservice_name":"web","microservice_namespace":"x","virtualization":"container","code":"nginx"}]}]})
+                .to_string()
+                .as_bytes(),
+            )
+            .unwrap();
+            let app = &sla.applications[0];
+            let app_id = format!("{id_base}a{i}");
+            let jobs = app.microservices.iter().enumerate().map(|(j, ms)| derive_job(&app_id, &format!("{id_base}j{i}{j}"), app, ms)).collect();
+            NewApplication {
+                id: app_id,
+                application_name: name.to_string(),
+                application_namespace: ns.to_string(),
+                application_desc: String::new(),
+                jobs,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn bootstrap_creates_admin_with_all_roles_once() {
+    let mut s = bootstrapped();
+    assert_eq!(s.roles_of("u1", "o1").len(), 4);
+    assert_eq!(s.organization_by_name("root").unwrap().id, "o1");
+    // A second bootstrap (another replica starting) changes nothing, even after a delete.
+    s.apply(RootCommand::DeleteUser { name: "Admin".into() }).unwrap();
+    let r = s.apply(RootCommand::Bootstrap { org_id: "o2".into(), user_id: "u2".into(), password_hash: "h".into(), at_ms: 2 });
+    assert_eq!(r, Ok(Applied::Changed(0)));
+    assert!(s.users.is_empty());
+}
+
+#[test]
+fn signing_key_is_set_once() {
+    let mut s = RootState::default();
+    assert_eq!(s.apply(RootCommand::SetSigningKeyIfAbsent { private_pem: "A".into() }), Ok(Applied::SigningKey("A".into())));
+    assert_eq!(s.apply(RootCommand::SetSigningKeyIfAbsent { private_pem: "B".into() }), Ok(Applied::SigningKey("A".into())));
+    assert_eq!(s.signing_key.as_deref(), Some("A"));
+}
+
+#[test]
+fn users_conflict_update_password_and_delete() {
+    let mut s = bootstrapped();
+    let user = User { id: "u2".into(), name: "bob".into(), email: "b@x".into(), password: "p".into(), created_at: "0".into(), extra: Default::default() };
+    s.apply(RootCommand::RegisterUser { user: user.clone(), org_id: "o1".into(), roles: vec!["Application_Provider".into()] }).unwrap();
+    assert!(matches!(s.apply(RootCommand::RegisterUser { user, org_id: "o1".into(), roles: vec![] }), Err(ApplyError::Conflict(_))));
+    let fields = json!({"email":"new@x","password":"ignored","color":"blue"}).as_object().unwrap().clone();
+    s.apply(RootCommand::UpdateUser { name: "bob".into(), fields, roles: Some(vec!["Admin".into()]), org_id: "o1".into() }).unwrap();
+    assert_eq!(s.users["bob"].email, "new@x");
+    assert_eq!(s.users["bob"].password, "p");
+    assert_eq!(s.users["bob"].extra["color"], "blue");
+    assert_eq!(s.roles_of("u2", "o1"), vec!["Admin".to_string()]);
+    assert!(matches!(
+        s.apply(RootCommand::ChangePassword { name: "bob".into(), expected_hash: "stale".into(), new_hash: "q".into() }),
+        Err(ApplyError::Conflict(_))
+    ));
+    s.apply(RootCommand::ChangePassword { name: "bob".into(), expected_hash: "p".into(), new_hash: "q".into() }).unwrap();
+    assert_eq!(s.users["bob"].password, "q");
+    s.apply(RootCommand::DeleteUser { name: "bob".into() }).unwrap();
+    assert!(s.roles_of("u2", "o1").is_empty());
+    assert!(matches!(s.apply(RootCommand::DeleteUser { name: "bob".into() }), Err(ApplyError::NotFound(_))));
+}
+
+#[test]
+fn organizations_crud_and_rules() {
+    let mut s = bootstrapped();
+    let org = Organization { id: "o2".into(), name: "edge".into(), member: vec![Member { user_id: "u1".into(), roles: vec!["Admin".into()] }] };
+    assert_eq!(s.apply(RootCommand::CreateOrganization { org: org.clone() }), Ok(Applied::Id("o2".into())));
+    assert!(matches!(s.apply(RootCommand::CreateOrganization { org: Organization { id: "o3".into(), ..org } }), Err(ApplyError::Conflict(_))));
+    let bad = vec![Member { user_id: "nobody".into(), roles: vec![] }];
+    assert!(matches!(s.apply(RootCommand::UpdateOrganization { id: "o2".into(), name: "edge".into(), member: bad }), Err(ApplyError::NotFound(_))));
+    let bad_role = vec![Member { user_id: "u1".into(), roles: vec!["King".into()] }];
+    assert!(matches!(s.apply(RootCommand::UpdateOrganization { id: "o2".into(), name: "edge".into(), member: bad_role }), Err(ApplyError::Invalid(_))));
+    s.apply(RootCommand::UpdateOrganization { id: "o2".into(), name: "edge2".into(), member: vec![] }).unwrap();
+    assert_eq!(s.organizations["o2"].name, "edge2");
+    assert!(matches!(s.apply(RootCommand::DeleteOrganization { id: "o1".into() }), Err(ApplyError::Invalid(_))));
+    s.apply(RootCommand::DeleteOrganization { id: "o2".into() }).unwrap();
+    assert!(!s.organizations.contains_key("o2"));
+}
+
+#[test]
+fn create_applications_is_all_or_nothing() {
+    let mut s = bootstrapped();
+    s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("a", "n")], "x") }).unwrap();
+    assert_eq!(s.applications.len(), 1);
+    assert_eq!(s.jobs["xj00"].job.job_name, "a.n.web.x");
+    // The second SLA holds a new app and an existing one: neither is created.
+    let r = s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("b", "n"), ("a", "n")], "y") });
+    assert!(matches!(r, Err(ApplyError::Conflict(ref m)) if m.contains("a.n")), "{r:?}");
+    assert_eq!(s.applications.len(), 1);
+    assert_eq!(s.jobs.len(), 1);
+    // Another owner may use the same name, but not the same job name (the global service key).
+    let r = s.apply(RootCommand::CreateApplications { owner: "bob".into(), apps: new_apps(&[("a", "n")], "z") });
+    assert!(matches!(r, Err(ApplyError::Conflict(ref m)) if m.contains("a.n.web.x")), "{r:?}");
+}
+
+#[test]
+fn update_and_delete_application_queues_undeploys() {
+    let mut s = bootstrapped();
+    s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("a", "n")], "x") }).unwrap();
+    s.apply(RootCommand::UpdateApplication { id: "xa0".into(), name: "b".into(), namespace: "m".into(), desc: "d".into() }).unwrap();
+    assert_eq!(s.applications["xa0"].application_name, "b");
+    assert!(matches!(
+        s.apply(RootCommand::UpdateApplication { id: "xa0".into(), name: "b.c".into(), namespace: "m".into(), desc: String::new() }),
+        Err(ApplyError::Invalid(_))
+    ));
+    register(&mut s, "c1", "one");
+    s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 5 }).unwrap();
+    s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: 0, cluster_id: "c1".into(), at_ms: 6 }).unwrap();
+    s.apply(RootCommand::DeleteApplication { id: "xa0".into() }).unwrap();
+    assert!(s.jobs.is_empty());
+    assert_eq!(s.pending_undeploys, vec![Dispatch { cluster_id: "c1".into(), job_id: "xj00".into(), instance_number: 0 }]);
+}
+
+fn register(s: &mut RootState, id: &str, name: &str) {
+    s.apply(RootCommand::RegisterCluster {
+        id: id.into(),
+        name: name.into(),
+        location: "48.1,11.6,1000".into(),
+        ip: "127.0.0.1".into(),
+        port: "10100".into(),
+        endpoints: vec![],
+        at_ms: 1,
+    })
+    .unwrap();
+}
+
+#[test]
+fn instances_scale_place_fail_and_remove() {
+    let mut s = bootstrapped();
+    s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("a", "n")], "x") }).unwrap();
+    for n in 0..4 {
+        assert_eq!(s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 10 }), Ok(Applied::Instance(n)));
+    }
+    assert_eq!(s.jobs["xj00"].status, "REQUESTED");
+    assert!(matches!(
+        s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: 0, cluster_id: "nope".into(), at_ms: 11 }),
+        Err(ApplyError::NotFound(_))
+    ));
+    register(&mut s, "c1", "one");
+    s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: 0, cluster_id: "c1".into(), at_ms: 11 }).unwrap();
+    let inst = &s.jobs["xj00"].instances[&0];
+    assert_eq!((inst.status.as_str(), inst.cluster_location.as_str()), ("CLUSTER_SCHEDULED", "48.1,11.6,1000"));
+    assert_eq!(inst.history.iter().map(|h| h.status.as_str()).collect::<Vec<_>>(), ["REQUESTED", "CLUSTER_SCHEDULED"]);
+    // Placing twice is refused (the scheduler's compare-and-set).
+    assert!(matches!(
+        s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: 0, cluster_id: "c1".into(), at_ms: 12 }),
+        Err(ApplyError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.apply(RootCommand::FailPlacement { job_id: "xj00".into(), instance_number: 1, status: "RUNNING".into(), detail: String::new(), at_ms: 12 }),
+        Err(ApplyError::Invalid(_))
+    ));
+    s.apply(RootCommand::FailPlacement {
+        job_id: "xj00".into(),
+        instance_number: 1,
+        status: "NoActiveClusterWithCapacity".into(),
+        detail: "1 candidate; 1 lacks memory".into(),
+        at_ms: 12,
+    })
+    .unwrap();
+    assert_eq!(s.jobs["xj00"].instances[&1].status_detail, "1 candidate; 1 lacks memory");
+    // A negative status is retried: it can still be placed later.
+    s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: 1, cluster_id: "c1".into(), at_ms: 13 }).unwrap();
+    assert_eq!(s.unplaced_instances().len(), 2);
+    // Scale down all: every instance goes (upstream skipped every other one); placed ones are undeployed.
+    assert_eq!(s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: -1, at_ms: 14 }), Ok(Applied::Changed(4)));
+    assert!(s.jobs["xj00"].instances.is_empty());
+    assert_eq!(s.pending_undeploys.len(), 2);
+    assert_eq!(s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 15 }), Ok(Applied::Instance(4)));
+    assert!(matches!(s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: 9, at_ms: 16 }), Err(ApplyError::NotFound(_))));
+}
+
+#[test]
+fn job_document_has_contract_fields() {
+    let mut s = bootstrapped();
+    s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("a", "n")], "x") }).unwrap();
+    s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 10 }).unwrap();
+    let doc = s.jobs["xj00"].document();
+    assert_eq!(doc["_id"], json!({"$oid": "xj00"}));
+    assert_eq!(doc["job_name"], "a.n.web.x");
+    assert_eq!(doc["microserviceID"], "xj00");
+    assert_eq!(doc["applicationID"], "xa0");
+    assert_eq!(doc["virtualization"], "docker");
+    assert_eq!(doc["next_instance_progressive_number"], 1);
+    assert_eq!(doc["instance_list"][0]["status"], "REQUESTED");
+    let down = s.jobs["xj00"].downstream_document(Some(7));
+    assert_eq!(down["_id"], "xj00");
+    assert_eq!(down["instance_list"], json!([]));
+}
+
+#[test]
+fn clusters_upsert_by_name_and_report() {
+    let mut s = RootState::default();
+    register(&mut s, "c1", "one");
+    let again = s.apply(RootCommand::RegisterCluster {
+        id: "c9".into(),
+        name: "one".into(),
+        location: "1,2".into(),
+        ip: "10.0.0.1".into(),
+        port: "10100".into(),
+        endpoints: vec!["10.0.0.1:50053".into()],
+        at_ms: 2,
+    });
+    assert_eq!(again, Ok(Applied::Id("c1".into())));
+    assert_eq!(s.clusters.len(), 1);
+    let agg = ClusterAggregate { vcpus: 8, memory: 4096, virtualization: vec!["docker".into()], ..Default::default() };
+    s.apply(RootCommand::ReportCluster { id: "c1".into(), aggregate: agg, at_ms: 3 }).unwrap();
+    let doc = s.clusters["c1"].document();
+    assert_eq!((doc["total_cpu_cores"].clone(), doc["memory_in_mb"].clone(), doc["cluster_name"].clone()), (json!(8), json!(4096), json!("one")));
+    assert!(matches!(s.apply(RootCommand::ReportCluster { id: "zz".into(), aggregate: Default::default(), at_ms: 3 }), Err(ApplyError::NotFound(_))));
+}
+
+#[test]
+fn snapshot_round_trips() {
+    let mut s = bootstrapped();
+    s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("a", "n")], "x") }).unwrap();
+    let back = RootState::restore(&s.snapshot().unwrap()).unwrap();
+    assert_eq!(back, s);
+    assert!(RootState::restore(b"garbage").is_err());
+}
