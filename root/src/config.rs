@@ -89,3 +89,44 @@ impl RootConfig {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_defaults_and_builds_the_replica_config() {
+        let c: RootConfig = toml::from_str(
+            r#"
+            id = 2
+            data_dir = "/tmp/x"
+            api_listen = "127.0.0.1:10001"
+            raft_listen = "127.0.0.1:10011"
+            peers = "1=127.0.0.1:10010,2=127.0.0.1:10011,3=127.0.0.1:10012"
+            [timing]
+            request_timeout_ms = 5000
+            "#,
+        )
+        .unwrap();
+        assert_eq!((c.id, c.api_listen.port(), c.max_body_bytes), (2, 10001, 1 << 20));
+        let r = c.replica_config().unwrap();
+        assert_eq!((r.group.as_str(), r.peers.len(), r.timing.request_timeout_ms, r.timing.heartbeat_ms), ("root", 3, 5000, 100));
+        assert!(toml::from_str::<RootConfig>("no_such_field = 1").is_err(), "unknown fields are refused");
+        let bad = RootConfig { peers: "1=nowhere".into(), ..RootConfig::default() };
+        assert!(bad.replica_config().is_err());
+    }
+
+    #[test]
+    fn admin_password_from_value_file_or_default() {
+        assert_eq!(RootConfig::default().admin_password().unwrap(), DEFAULT_ADMIN_PASSWORD);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\n").unwrap();
+        let c = RootConfig { admin_password_file: Some(file), ..RootConfig::default() };
+        assert_eq!(c.admin_password().unwrap(), "s3cret");
+        let c = RootConfig { admin_password: Some("v".into()), ..c };
+        assert_eq!(c.admin_password().unwrap(), "v");
+        let c = RootConfig { admin_password_file: Some("/nonexistent/pw".into()), ..RootConfig::default() };
+        assert!(c.admin_password().is_err());
+    }
+}
