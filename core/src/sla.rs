@@ -623,7 +623,8 @@ pub fn is_rr_ip_v6(s: &str) -> bool {
         .is_ok_and(|ip| ip.segments()[0] == 0xfdff && ip.segments()[1] & 0xf800 == 0x2000)
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How an error message names the JSON type of a value ("a string", "an array", ...).
+pub fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

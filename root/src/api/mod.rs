@@ -198,16 +198,7 @@ pub fn str_field<'a>(v: &'a Value, key: &str) -> Result<&'a str, ApiError> {
     }
 }
 
-pub fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+pub use grove_core::sla::type_name as json_type;
 
 /// `{"$oid": id}`.
 pub fn oid(id: &str) -> Value {
