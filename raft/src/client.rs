@@ -9,7 +9,7 @@ use std::time::Duration;
 use grove_proto::raft::forward_reply::Result as Reply;
 use grove_proto::raft::forward_request::Op;
 use grove_proto::raft::raft_client::RaftClient;
-use grove_proto::raft::{failure, query_reply, Failure, ForwardRequest, QueryRequest, StatusRequest};
+use grove_proto::raft::{query_reply, Failure, ForwardRequest, QueryRequest, StatusRequest};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::{Error, ReplicaStatus, Result, StateMachine};
@@ -137,13 +137,6 @@ impl GroupClient {
     }
 
     fn failure(&self, f: Failure) -> Error {
-        let group = self.group.clone();
-        match failure::Kind::try_from(f.kind).unwrap_or(failure::Kind::Indeterminate) {
-            failure::Kind::Unavailable => Error::Unavailable { group, reason: f.message },
-            failure::Kind::Indeterminate => Error::Indeterminate { group, reason: f.message },
-            failure::Kind::Rejected => Error::Rejected(f.message),
-            failure::Kind::Invalid => Error::Codec { action: "process the request", reason: f.message },
-            failure::Kind::Stopped => Error::Unavailable { group, reason: format!("replica stopped: {}", f.message) },
-        }
+        Error::from_failure(&self.group, f)
     }
 }

@@ -57,4 +57,20 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The error a remote replica's `Failure` reply stands for. A remote replica that has
+    /// stopped makes the call unavailable here; it does not mean this side stopped.
+    pub(crate) fn from_failure(group: &str, f: grove_proto::raft::Failure) -> Error {
+        use grove_proto::raft::failure::Kind;
+        let group = group.to_string();
+        match Kind::try_from(f.kind).unwrap_or(Kind::Indeterminate) {
+            Kind::Unavailable => Error::Unavailable { group, reason: f.message },
+            Kind::Indeterminate => Error::Indeterminate { group, reason: f.message },
+            Kind::Rejected => Error::Rejected(f.message),
+            Kind::Invalid => Error::Codec { action: "process the request", reason: f.message },
+            Kind::Stopped => Error::Unavailable { group, reason: format!("replica stopped: {}", f.message) },
+        }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -385,55 +385,47 @@ impl<S: StateMachine> Inner<S> {
     }
 
     fn failure_error(&self, f: Failure) -> Error {
-        match failure::Kind::try_from(f.kind).unwrap_or(failure::Kind::Indeterminate) {
-            failure::Kind::Unavailable => self.unavailable(f.message),
-            failure::Kind::Indeterminate => self.indeterminate(f.message),
-            failure::Kind::Rejected => Error::Rejected(f.message),
-            failure::Kind::Invalid => Error::Codec { action: "process the request", reason: f.message },
-            failure::Kind::Stopped => Error::Stopped { group: self.group.clone(), id: self.id },
-        }
+        Error::from_failure(&self.group, f)
     }
 
     /// Send `op` to the leader `id` once; connection failures are retried until the deadline.
     async fn forward(&self, id: NodeId, addr: &str, op: Op, deadline: Instant) -> Reply {
-        {
-            if !self.faults.allows(id) {
-                // Like an unreachable leader: wait for the metrics to change, until the deadline.
+        if !self.faults.allows(id) {
+            // Like an unreachable leader: wait for the metrics to change, until the deadline.
+            if Instant::now() >= deadline {
+                return failure(failure::Kind::Unavailable, format!("fault injection: link to leader {id} is cut"));
+            }
+            self.pause(deadline).await;
+            return Reply::Redirect(Redirect { leader_id: 0, leader_addr: String::new() });
+        }
+        let mut client = match self.peers.client(addr) {
+            Ok(c) => c,
+            Err(e) => return failure(failure::Kind::Unavailable, e),
+        };
+        let request = ForwardRequest { group: self.group.clone(), from: self.id, op: Some(op.clone()) };
+        let is_write = matches!(op, Op::Write(_) | Op::SetVoters(_) | Op::AddLearner(_));
+        match tokio::time::timeout_at(deadline, client.forward(request)).await {
+            Err(_) if is_write => {
+                return failure(failure::Kind::Indeterminate, format!("leader {id} did not answer within the request timeout"))
+            }
+            Err(_) => return failure(failure::Kind::Unavailable, format!("leader {id} did not answer within the request timeout")),
+            Ok(Ok(reply)) => match reply.into_inner().result {
+                Some(result) => return result,
+                None => return failure(failure::Kind::Indeterminate, format!("leader {id} sent an empty reply")),
+            },
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
+                // Not delivered: the leader is down or unreachable. Let the metrics catch up.
                 if Instant::now() >= deadline {
-                    return failure(failure::Kind::Unavailable, format!("fault injection: link to leader {id} is cut"));
+                    return failure(failure::Kind::Unavailable, format!("leader {id} at {addr} is unreachable: {}", status.message()));
                 }
                 self.pause(deadline).await;
                 return Reply::Redirect(Redirect { leader_id: 0, leader_addr: String::new() });
             }
-            let mut client = match self.peers.client(addr) {
-                Ok(c) => c,
-                Err(e) => return failure(failure::Kind::Unavailable, e),
-            };
-            let request = ForwardRequest { group: self.group.clone(), from: self.id, op: Some(op.clone()) };
-            let is_write = matches!(op, Op::Write(_) | Op::SetVoters(_) | Op::AddLearner(_));
-            match tokio::time::timeout_at(deadline, client.forward(request)).await {
-                Err(_) if is_write => {
-                    return failure(failure::Kind::Indeterminate, format!("leader {id} did not answer within the request timeout"))
-                }
-                Err(_) => return failure(failure::Kind::Unavailable, format!("leader {id} did not answer within the request timeout")),
-                Ok(Ok(reply)) => match reply.into_inner().result {
-                    Some(result) => return result,
-                    None => return failure(failure::Kind::Indeterminate, format!("leader {id} sent an empty reply")),
-                },
-                Ok(Err(status)) if status.code() == tonic::Code::Unavailable => {
-                    // Not delivered: the leader is down or unreachable. Let the metrics catch up.
-                    if Instant::now() >= deadline {
-                        return failure(failure::Kind::Unavailable, format!("leader {id} at {addr} is unreachable: {}", status.message()));
-                    }
-                    self.pause(deadline).await;
-                    return Reply::Redirect(Redirect { leader_id: 0, leader_addr: String::new() });
-                }
-                Ok(Err(status)) if is_write => {
-                    return failure(failure::Kind::Indeterminate, format!("leader {id}: {}: {}", status.code(), status.message()))
-                }
-                Ok(Err(status)) => {
-                    return failure(failure::Kind::Unavailable, format!("leader {id}: {}: {}", status.code(), status.message()))
-                }
+            Ok(Err(status)) if is_write => {
+                return failure(failure::Kind::Indeterminate, format!("leader {id}: {}: {}", status.code(), status.message()))
+            }
+            Ok(Err(status)) => {
+                return failure(failure::Kind::Unavailable, format!("leader {id}: {}: {}", status.code(), status.message()))
             }
         }
     }
@@ -504,7 +496,7 @@ impl<S: StateMachine> Inner<S> {
         }
     }
 
-    fn redirect(&self, leader: Option<NodeId>) -> Reply {
+    pub(crate) fn redirect(&self, leader: Option<NodeId>) -> Reply {
         let m = self.raft.metrics();
         let m = m.borrow();
         let leader_id = leader.or(m.current_leader).filter(|l| *l != self.id).unwrap_or(0);

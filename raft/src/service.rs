@@ -161,14 +161,11 @@ impl<S: StateMachine> RaftRpc for Service<S> {
         } else {
             // A peer forwarded it: answer as leader, or redirect; never forward again.
             let deadline = tokio::time::Instant::now() + self.inner_timeout();
-            if self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id) {
+            let leads = self.inner.raft.metrics().borrow().current_leader == Some(self.inner.id);
+            if leads {
                 self.inner.on_leader(op, deadline).await
             } else {
-                let leader = self.inner.raft.metrics().borrow().current_leader;
-                let addr = leader
-                    .and_then(|l| self.inner.raft.metrics().borrow().membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
-                    .unwrap_or_default();
-                forward_reply::Result::Redirect(grove_proto::raft::Redirect { leader_id: leader.unwrap_or(0), leader_addr: addr })
+                self.inner.redirect(None)
             }
         };
         Ok(Response::new(ForwardReply { result: Some(result) }))
