@@ -1,0 +1,1 @@
+//! Tests only: see `tests/`. The images under test are built by `scripts/build-images.sh`.
