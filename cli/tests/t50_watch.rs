@@ -72,3 +72,24 @@ async fn t53_plain_status_is_a_table() {
     let row: Vec<&str> = run.stdout.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row, [id.as_str(), "demo.test.web.test#0", "RUNNING", "c1", "w1"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t54_on_a_terminal_the_board_is_redrawn_in_place() {
+    let root = FakeRootApi::start().await;
+    let grove = Grove::new(&[root.url()]);
+    grove.login().await;
+    let id = root.with(|s| s.add_service("demo.test.web.test", &[]));
+    grove.run(&["service", "deploy", &id]).await.ok();
+
+    let Some(run) = grove.run_in_terminal(&["status", "--watch", "--interval", "50"]).await else {
+        use std::io::Write;
+        let _ = std::io::stderr().write_all(b"\n!!! SKIPPED t54_on_a_terminal_the_board_is_redrawn_in_place: no `script` command (util-linux) to give grove a terminal\n");
+        return;
+    };
+    run.ok();
+    // The board (one instance line and a summary) is drawn, then redrawn two lines up.
+    assert!(run.stdout.contains("\x1b[2Kdemo.test.web.test#0  [■□□□□□]  REQUESTED"), "{:?}", run.stdout);
+    assert!(run.stdout.contains("\x1b[2A\x1b[2Kdemo.test.web.test#0  [■■■■■■]  RUNNING"), "{:?}", run.stdout);
+    assert!(run.stdout.contains("1 running, 0 in progress, 0 failed"), "{:?}", run.stdout);
+    assert!(run.stdout.contains("All 1 instance(s) running after"), "{:?}", run.stdout);
+}

@@ -378,9 +378,22 @@ impl Grove {
     }
 
     pub async fn run_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Run {
+        self.spawn(tokio::process::Command::new(env!("CARGO_BIN_EXE_grove")).args(args), stdin).await
+    }
+
+    /// Run with standard output on a pseudo-terminal (util-linux `script`); `None` when there
+    /// is no `script` command.
+    pub async fn run_in_terminal(&self, args: &[&str]) -> Option<Run> {
+        if std::process::Command::new("script").arg("--version").output().is_err() {
+            return None;
+        }
+        let line = std::iter::once(env!("CARGO_BIN_EXE_grove")).chain(args.iter().copied()).map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ");
+        Some(self.spawn(tokio::process::Command::new("script").args(["-q", "-e", "-c", &line, "/dev/null"]), None).await)
+    }
+
+    async fn spawn(&self, cmd: &mut tokio::process::Command, stdin: Option<&str>) -> Run {
         use tokio::io::AsyncWriteExt;
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_grove"));
-        cmd.args(args)
+        cmd
             .env("XDG_CONFIG_HOME", self.home.path())
             .env("GROVE_ENDPOINTS", &self.endpoints)
             .env_remove("GROVE_PASSWORD")
