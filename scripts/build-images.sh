@@ -263,10 +263,18 @@ revision=$(git -C "$root_dir" rev-parse --short HEAD 2>/dev/null || echo unknown
 build_image() { # name context-dir
   local name=$1 ctx=$2
   say "docker build grove/$name:$tag (FROM $base)"
-  "${docker_cmd[@]}" build -q \
-    --build-arg "BASE=$base" \
-    --label "org.opencontainers.image.revision=$revision" \
-    -t "grove/$name:$tag" "$ctx" >/dev/null
+  local log
+  log=$(mktemp)
+  if ! "${docker_cmd[@]}" build \
+      --build-arg "BASE=$base" \
+      --label "org.opencontainers.image.revision=$revision" \
+      -t "grove/$name:$tag" "$ctx" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    rm -f "$log"
+    loud "docker build of grove/$name failed (output above)"
+    exit 1
+  fi
+  rm -f "$log"
   built+=("grove/$name:$tag")
 }
 
