@@ -58,10 +58,10 @@ impl Ctx<'_> {
     }
 }
 
-/// Endpoints: `--endpoints` / `GROVE_ENDPOINTS`, else the configuration file, else
+/// Endpoints: `--endpoints` / `GROVE_ENDPOINTS` (when not empty), else the configuration file, else
 /// [`DEFAULT_ENDPOINT`].
 pub fn endpoints(flag: Option<&str>, from_file: &[String]) -> Result<Vec<String>, CliError> {
-    match flag {
+    match flag.filter(|l| !l.trim().is_empty()) {
         Some(list) => parse_endpoints(list),
         None if !from_file.is_empty() => parse_endpoints(&from_file.join(",")),
         None => parse_endpoints(DEFAULT_ENDPOINT),
@@ -102,5 +102,6 @@ mod tests {
         assert_eq!(endpoints(Some("a:1,b:2"), &file).unwrap(), ["http://a:1", "http://b:2"]);
         assert_eq!(endpoints(None, &file).unwrap(), ["http://f:1"]);
         assert_eq!(endpoints(None, &[]).unwrap(), [DEFAULT_ENDPOINT]);
+        assert_eq!(endpoints(Some(" "), &[]).unwrap(), [DEFAULT_ENDPOINT], "an empty GROVE_ENDPOINTS is no setting");
     }
 }
