@@ -154,7 +154,10 @@ fn t10_root_image_serves_the_api_and_haproxy_image_checks_a_config() {
     assert_eq!(ready["role"], "leader", "{ready}");
 
     // The data directory is writable by the image's user: a login reads the committed admin.
-    let (status, body) = http(&addr, "POST", "/api/auth/login", Some(r#"{"username":"Admin","password":"test-admin-pw"}"#)).unwrap();
+    // The root answers ready once it holds the signing key; the default Admin is committed just
+    // after (404 "organization root does not exist" until then).
+    let login = || http(&addr, "POST", "/api/auth/login", Some(r#"{"username":"Admin","password":"test-admin-pw"}"#)).ok();
+    let (status, body) = wait_for("the Admin's login", Duration::from_secs(60), || login().filter(|(s, _)| *s != 404 && *s != 503));
     assert_eq!(status, 200, "login: {body}\n{}", logs());
     assert!(serde_json::from_str::<serde_json::Value>(&body).unwrap()["token"].as_str().is_some_and(|t| t.len() > 20));
 
