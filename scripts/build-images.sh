@@ -263,7 +263,8 @@ revision=$(git -C "$root_dir" rev-parse --short HEAD 2>/dev/null || echo unknown
 build_image() { # name context-dir
   local name=$1 ctx=$2
   say "docker build grove/$name:$tag (FROM $base)"
-  local log
+  local log previous
+  previous=$("${docker_cmd[@]}" image inspect -f '{{.Id}}' "grove/$name:$tag" 2>/dev/null || true)
   log=$(mktemp)
   if ! "${docker_cmd[@]}" build \
       --build-arg "BASE=$base" \
@@ -275,6 +276,10 @@ build_image() { # name context-dir
     exit 1
   fi
   rm -f "$log"
+  # The image this one replaces is left without a tag: remove it unless a container uses it.
+  if [ -n "$previous" ] && [ "$previous" != "$("${docker_cmd[@]}" image inspect -f '{{.Id}}' "grove/$name:$tag")" ]; then
+    "${docker_cmd[@]}" rmi "$previous" >/dev/null 2>&1 || true
+  fi
   built+=("grove/$name:$tag")
 }
 
