@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::root_double::FakeRoot;
@@ -13,10 +14,27 @@ use serde_json::{json, Value};
 const JOB: &str = "65f000000000000000000006";
 const NAME: &str = "app.ns.rl.ns";
 
-fn running_in(report: &grove_proto::cluster::ClusterReport) -> Vec<u32> {
-    let mut v: Vec<u32> = report.instances.iter().filter(|i| i.status == "RUNNING").map(|i| i.instance_number).collect();
-    v.sort_unstable();
-    v
+/// The root's view after applying `reports` in order (a full report replaces the view, an
+/// incremental one updates it; `UNDEPLOYED` removes): instance number → status.
+fn root_view(reports: &[grove_proto::cluster::ClusterReport]) -> BTreeMap<u32, String> {
+    let mut view = BTreeMap::new();
+    for r in reports {
+        if r.full {
+            view.clear();
+        }
+        for i in &r.instances {
+            if i.status == "UNDEPLOYED" {
+                view.remove(&i.instance_number);
+            } else {
+                view.insert(i.instance_number, i.status.clone());
+            }
+        }
+    }
+    view
+}
+
+fn all_running(view: &BTreeMap<u32, String>, expected: &[u32]) -> bool {
+    view.keys().copied().collect::<Vec<_>>() == expected && view.values().all(|s| s == "RUNNING")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -25,7 +43,12 @@ async fn root_unreachable_then_returning_converges() {
     let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let root_addr = reserved.local_addr().unwrap();
     drop(reserved);
-    let tc = TestCluster::start(3, |c| c.root_endpoints = vec!["127.0.0.1:1".into(), root_addr.to_string()]).await;
+    // Full reports only when a link (re)starts, so changes must travel in incremental reports.
+    let tc = TestCluster::start(3, |c| {
+        c.root_endpoints = vec!["127.0.0.1:1".into(), root_addr.to_string()];
+        c.root_full_report_interval_ms = 600_000;
+    })
+    .await;
     let http = reqwest::Client::new();
     let apis: Vec<String> = (1..=3).map(|i| tc.api(i)).collect();
     let grpc: Vec<String> = (1..=3).map(|i| tc.grpc(i)).collect();
@@ -39,9 +62,9 @@ async fn root_unreachable_then_returning_converges() {
 
     // The root appears (the first endpoint stays dead: the link moves on to the second).
     let root = FakeRoot::start(tokio::net::TcpListener::bind(root_addr).await.unwrap());
-    wait_for("registration and a full report with instance 0 RUNNING", WAIT, || async {
-        let r = root.last_full_report()?;
-        (root.registrations() >= 1 && running_in(&r) == [0]).then_some(())
+    wait_for("registration, and the root's view: instance 0 RUNNING", WAIT, || async {
+        let rec = root.recorded.lock().unwrap();
+        (!rec.registrations.is_empty() && rec.reports.first()?.full && all_running(&root_view(&rec.reports), &[0])).then_some(())
     })
     .await;
     let reg = root.recorded.lock().unwrap().registrations[0].clone();
@@ -61,12 +84,11 @@ async fn root_unreachable_then_returning_converges() {
         .await;
     }
 
-    // An incremental report carries a change as it happens.
-    let seen = root.report_count();
+    // Incremental reports carry changes as they happen.
     deploy(&grpc, JOB, NAME, 1).await;
-    wait_for("instance 1 RUNNING reported incrementally", WAIT, || async {
+    wait_for("the root's view: instances 0 and 1 RUNNING", WAIT, || async {
         let rec = root.recorded.lock().unwrap();
-        rec.reports[seen..].iter().any(|r| !r.full && r.instances.iter().any(|i| i.instance_number == 1 && i.status == "RUNNING")).then_some(())
+        all_running(&root_view(&rec.reports), &[0, 1]).then_some(())
     })
     .await;
 
@@ -82,12 +104,18 @@ async fn root_unreachable_then_returning_converges() {
     let registrations = root.registrations();
     let reports = root.report_count();
     root.set_online(true);
-    wait_for("a full report after the outage lists all three RUNNING", WAIT, || async {
+    wait_for("a full report after the outage, and the root's view: all three RUNNING", WAIT, || async {
         let rec = root.recorded.lock().unwrap();
-        let full = rec.reports[reports..].iter().rev().find(|r| r.full)?;
-        (running_in(full) == [0, 1, 2]).then_some(())
+        let after = &rec.reports[reports..];
+        (after.first()?.full && all_running(&root_view(&rec.reports), &[0, 1, 2])).then_some(())
     })
     .await;
+    let rec = root.recorded.lock().unwrap();
+    let resync = &rec.reports[reports];
+    let mut listed: Vec<u32> = resync.instances.iter().map(|i| i.instance_number).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, [0, 1, 2], "the resync lists every instance, including the one deployed during the outage");
+    drop(rec);
     assert!(root.registrations() > registrations, "the cluster registered again");
     tc.shutdown().await;
 }
