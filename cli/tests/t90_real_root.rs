@@ -35,9 +35,10 @@ fn free_port() -> u16 {
 
 fn start_root(bin: &Path) -> RootProcess {
     let data = tempfile::tempdir().unwrap();
-    let (api, raft) = (free_port(), free_port());
+    let (api, raft, cluster) = (free_port(), free_port(), free_port());
     let child = Command::new(bin)
         .args(["--id", "1", "--api-listen", &format!("127.0.0.1:{api}"), "--raft-listen", &format!("127.0.0.1:{raft}")])
+        .args(["--cluster-listen", &format!("127.0.0.1:{cluster}")])
         .arg("--data-dir")
         .arg(data.path())
         .env("GROVE_ADMIN_PASSWORD", ADMIN_PASSWORD)

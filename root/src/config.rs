@@ -18,6 +18,9 @@ pub struct RootConfig {
     pub data_dir: PathBuf,
     /// The Oakestra REST API (port 10000).
     pub api_listen: SocketAddr,
+    /// The cluster-facing gRPC (`grove.cluster.v1.Root`: registration and report streams;
+    /// Oakestra's port 50052).
+    pub cluster_listen: SocketAddr,
     /// The root Raft group's gRPC (default 10010 + offset of the replica, see docs).
     pub raft_listen: SocketAddr,
     /// Address peers dial for this replica's Raft traffic (default: `raft_listen`).
@@ -37,6 +40,15 @@ pub struct RootConfig {
     pub refresh_token_ttl_secs: u64,
     /// How often the leader's scheduler looks for instances to place.
     pub scheduler_interval_ms: u64,
+    /// A cluster whose reports stop for this long is lost: its instances are re-placed.
+    pub cluster_lost_after_ms: u64,
+    /// How often the leader's dispatcher looks for deploys and undeploys to deliver.
+    pub dispatch_interval_ms: u64,
+    /// Bound on one deploy/undeploy call to one cluster endpoint.
+    pub dispatch_timeout_ms: u64,
+    /// When set, clusters must present it (`authorization: Bearer …`) on the cluster gRPC, and
+    /// the dispatcher presents it to them.
+    pub cluster_token: Option<String>,
     /// Raft timing (heartbeat, election timeouts, request timeout: the bound on any answer).
     pub timing: grove_raft::Timing,
 }
@@ -48,6 +60,7 @@ impl Default for RootConfig {
             data_dir: PathBuf::from("/var/lib/grove/root"),
             api_listen: "0.0.0.0:10000".parse().expect("literal"),
             raft_listen: "0.0.0.0:10010".parse().expect("literal"),
+            cluster_listen: "0.0.0.0:50052".parse().expect("literal"),
             raft_advertise: None,
             peers: String::new(),
             admin_password: None,
@@ -57,6 +70,10 @@ impl Default for RootConfig {
             access_token_ttl_secs: 600,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             scheduler_interval_ms: 200,
+            cluster_lost_after_ms: 15_000,
+            dispatch_interval_ms: 100,
+            dispatch_timeout_ms: 3_000,
+            cluster_token: None,
             timing: grove_raft::Timing::default(),
         }
     }

@@ -6,13 +6,19 @@
 //! - [`api`]: the Oakestra System Manager REST API (axum), errors mapped in [`api::error`];
 //! - [`auth`]: password hashes and RS256 tokens;
 //! - [`scheduler_worker`]: the leader's placement loop over core's scheduler;
+//! - [`cluster_service`]: the cluster-facing gRPC (registration, report streams), every replica;
+//! - [`dispatcher`]: the leader's delivery of deploys and undeploys to cluster tiers;
+//! - [`cluster_liveness`]: the leader's detection of lost clusters;
 //! - `bootstrap_worker`: signing key and default admin at start;
 //! - [`config`]: [`RootConfig`]; [`Root`] / [`run`] start a replica.
 
 pub mod api;
 pub mod auth;
 mod bootstrap_worker;
+pub mod cluster_liveness;
+pub mod cluster_service;
 pub mod config;
+pub mod dispatcher;
 pub mod ids;
 pub mod scheduler_worker;
 pub mod state;
@@ -41,18 +47,41 @@ pub enum Error {
     Io(String),
 }
 
-/// A running root replica: Raft, the REST API and the background workers.
+/// The sockets of one replica, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    pub raft: tokio::net::TcpListener,
+    pub api: tokio::net::TcpListener,
+    pub cluster: tokio::net::TcpListener,
+}
+
+impl Listeners {
+    /// Bind the configured addresses.
+    pub async fn bind(config: &RootConfig) -> Result<Listeners, Error> {
+        async fn bind(what: &str, addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+            tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Io(format!("cannot bind {what} {addr}: {e}")))
+        }
+        Ok(Listeners {
+            raft: bind("raft_listen", config.raft_listen).await?,
+            api: bind("api_listen", config.api_listen).await?,
+            cluster: bind("cluster_listen", config.cluster_listen).await?,
+        })
+    }
+}
+
+/// A running root replica: Raft, the REST API, the cluster gRPC and the background workers.
 pub struct Root {
     pub replica: Replica<RootState>,
     pub api: api::Api,
     pub api_addr: SocketAddr,
+    pub cluster_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<(&'static str, JoinHandle<()>)>,
 }
 
 impl Root {
-    /// Start on listeners the caller bound (tests bind port 0).
-    pub async fn start(config: RootConfig, raft_listener: tokio::net::TcpListener, api_listener: tokio::net::TcpListener) -> Result<Root, Error> {
+    /// Start on listeners the caller bound.
+    pub async fn start(config: RootConfig, listeners: Listeners) -> Result<Root, Error> {
+        let Listeners { raft: raft_listener, api: api_listener, cluster: cluster_listener } = listeners;
         let admin_password = config.admin_password()?;
         if admin_password == config::DEFAULT_ADMIN_PASSWORD {
             tracing::warn!("the default admin password is configured; set admin_password or admin_password_file");
@@ -75,6 +104,45 @@ impl Root {
             "root-scheduler",
             tokio::spawn(scheduler_worker::run(replica.clone(), Duration::from_millis(config.scheduler_interval_ms.max(10)), stop_rx.clone())),
         ));
+        tasks.push((
+            "dispatcher",
+            tokio::spawn(dispatcher::run(
+                replica.clone(),
+                dispatcher::DispatchSettings {
+                    interval: Duration::from_millis(config.dispatch_interval_ms.max(10)),
+                    call_timeout: Duration::from_millis(config.dispatch_timeout_ms.max(100)),
+                    cluster_token: config.cluster_token.clone(),
+                },
+                stop_rx.clone(),
+            )),
+        ));
+        tasks.push((
+            "cluster-liveness",
+            tokio::spawn(cluster_liveness::run(replica.clone(), Duration::from_millis(config.cluster_lost_after_ms.max(100)), stop_rx.clone())),
+        ));
+        let cluster_addr = cluster_listener.local_addr().map_err(|e| Error::Io(e.to_string()))?;
+        let mut grpc_stop = stop_rx.clone();
+        let service = grove_proto::cluster::root_server::RootServer::with_interceptor(
+            cluster_service::ClusterService::new(replica.clone(), stop_rx.clone()),
+            cluster_service::TokenCheck::new(config.cluster_token.clone()),
+        );
+        tasks.push((
+            "cluster-grpc",
+            tokio::spawn(async move {
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(cluster_listener);
+                let shutdown = async move {
+                    let _ = grpc_stop.changed().await;
+                };
+                let served = tonic::transport::Server::builder()
+                    .timeout(Duration::from_secs(30))
+                    .add_service(service)
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!("cluster gRPC stopped: {e}");
+                }
+            }),
+        ));
         let api_addr = api_listener.local_addr().map_err(|e| Error::Io(e.to_string()))?;
         let mut api_stop = stop_rx.clone();
         let server_api = api.clone();
@@ -89,8 +157,8 @@ impl Root {
                 }
             }),
         ));
-        tracing::info!(api = %api_addr, "root replica serving");
-        Ok(Root { replica, api, api_addr, stop, tasks })
+        tracing::info!(api = %api_addr, cluster_grpc = %cluster_addr, "root replica serving");
+        Ok(Root { replica, api, api_addr, cluster_addr, stop, tasks })
     }
 
     /// Stop the workers and the API (each with a deadline), then Raft.
@@ -107,13 +175,8 @@ impl Root {
 
 /// Bind the configured addresses, serve until `shutdown` resolves, then stop in order.
 pub async fn run(config: RootConfig, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-    let raft_listener = tokio::net::TcpListener::bind(config.raft_listen)
-        .await
-        .map_err(|e| Error::Io(format!("cannot bind raft_listen {}: {e}", config.raft_listen)))?;
-    let api_listener = tokio::net::TcpListener::bind(config.api_listen)
-        .await
-        .map_err(|e| Error::Io(format!("cannot bind api_listen {}: {e}", config.api_listen)))?;
-    let root = Root::start(config, raft_listener, api_listener).await?;
+    let listeners = Listeners::bind(&config).await?;
+    let root = Root::start(config, listeners).await?;
     shutdown.await;
     tracing::info!("shutting down");
     root.shutdown().await;

@@ -22,6 +22,9 @@ struct Args {
     /// REST API address (default 0.0.0.0:10000).
     #[arg(long, env = "GROVE_API_LISTEN")]
     api_listen: Option<SocketAddr>,
+    /// Cluster-facing gRPC address (default 0.0.0.0:50052).
+    #[arg(long, env = "GROVE_CLUSTER_LISTEN")]
+    cluster_listen: Option<SocketAddr>,
     /// Raft gRPC address (default 0.0.0.0:10010).
     #[arg(long, env = "GROVE_RAFT_LISTEN")]
     raft_listen: Option<SocketAddr>,
@@ -35,6 +38,9 @@ struct Args {
     admin_password: Option<String>,
     #[arg(long, env = "GROVE_ADMIN_PASSWORD_FILE")]
     admin_password_file: Option<PathBuf>,
+    /// Token clusters must present on the cluster gRPC (and that the root presents to them).
+    #[arg(long, env = "GROVE_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
     /// Log as JSON lines.
     #[arg(long, env = "GROVE_LOG_JSON")]
     log_json: bool,
@@ -57,6 +63,9 @@ fn load(args: &Args) -> anyhow::Result<RootConfig> {
     if let Some(v) = args.api_listen {
         c.api_listen = v;
     }
+    if let Some(v) = args.cluster_listen {
+        c.cluster_listen = v;
+    }
     if let Some(v) = args.raft_listen {
         c.raft_listen = v;
     }
@@ -71,6 +80,9 @@ fn load(args: &Args) -> anyhow::Result<RootConfig> {
     }
     if let Some(v) = &args.admin_password_file {
         c.admin_password_file = Some(v.clone());
+    }
+    if let Some(v) = &args.cluster_token {
+        c.cluster_token = Some(v.clone());
     }
     Ok(c)
 }

@@ -14,12 +14,10 @@ use tokio::sync::watch;
 use crate::state::{ClusterRecord, RootCommand, RootState};
 use grove_raft::Replica;
 
-/// One decision of a pass.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
-    Place { job_id: String, instance_number: u32, cluster_id: String },
-    Fail { job_id: String, instance_number: u32, status: String, detail: String },
-}
+pub use crate::state::Decision;
+
+/// Most decisions committed in one entry (the rest wait for the next pass).
+const MAX_DECISIONS_PER_PASS: usize = 1000;
 
 /// Decide placements for every waiting instance of `state` (pure). Resources placed earlier in
 /// the same pass are subtracted from the chosen cluster, so a burst spreads. Negative outcomes
@@ -86,28 +84,23 @@ pub async fn run(replica: Replica<RootState>, interval: Duration, mut stop: watc
         if !replica.is_leader() {
             continue;
         }
-        let decisions = replica.read_local(plan);
-        for d in decisions {
-            let at_ms = crate::ids::now_ms();
-            let command = match d {
-                Decision::Place { job_id, instance_number, cluster_id } => {
-                    tracing::info!(%job_id, instance_number, %cluster_id, "placing instance");
-                    RootCommand::PlaceInstance { job_id, instance_number, cluster_id, at_ms }
-                }
+        let mut decisions = replica.read_local(plan);
+        decisions.truncate(MAX_DECISIONS_PER_PASS);
+        if decisions.is_empty() {
+            continue;
+        }
+        for d in &decisions {
+            match d {
+                Decision::Place { job_id, instance_number, cluster_id } => tracing::info!(%job_id, instance_number, %cluster_id, "placing instance"),
                 Decision::Fail { job_id, instance_number, status, detail } => {
-                    tracing::info!(%job_id, instance_number, %status, %detail, "no cluster for instance");
-                    RootCommand::FailPlacement { job_id, instance_number, status, detail, at_ms }
-                }
-            };
-            match replica.write(command).await {
-                Ok(Ok(_)) => {}
-                // Removed or placed meanwhile: the next pass sees the new state.
-                Ok(Err(e)) => tracing::debug!("placement not applied: {e}"),
-                Err(e) => {
-                    tracing::warn!("scheduler pass interrupted: {e}");
-                    break;
+                    tracing::info!(%job_id, instance_number, %status, %detail, "no cluster for instance")
                 }
             }
+        }
+        // One entry per pass; a decision made stale by a concurrent change is skipped by the
+        // state machine and the next pass sees the new state.
+        if let Err(e) = replica.write(RootCommand::Schedule { decisions, at_ms: crate::ids::now_ms() }).await {
+            tracing::warn!("scheduler pass not committed: {e}");
         }
     }
 }
@@ -153,13 +146,8 @@ mod tests {
     }
 
     fn apply_all(s: &mut RootState, ds: Vec<Decision>) {
-        for d in ds {
-            let c = match d {
-                Decision::Place { job_id, instance_number, cluster_id } => RootCommand::PlaceInstance { job_id, instance_number, cluster_id, at_ms: 3 },
-                Decision::Fail { job_id, instance_number, status, detail } => RootCommand::FailPlacement { job_id, instance_number, status, detail, at_ms: 3 },
-            };
-            s.apply(c).unwrap();
-        }
+        let n = ds.len();
+        assert_eq!(s.apply(RootCommand::Schedule { decisions: ds, at_ms: 3 }), Ok(crate::state::Applied::Changed(n)));
     }
 
     #[test]

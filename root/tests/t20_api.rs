@@ -220,9 +220,10 @@ async fn services_and_instances() {
     assert_eq!(s, StatusCode::NOT_IMPLEMENTED);
 
     // Instances: scale up twice, down one, then all.
-    for _ in 0..3 {
+    for n in 0..3 {
         let (s, b) = t.call(1, Method::POST, &format!("/api/service/{cache_id}/instance"), Some(&admin), None).await;
-        assert_eq!((s, b), (StatusCode::OK, json!({"message":"ok"})));
+        // Upstream's `{"message":"ok"}`, plus the new instance's number.
+        assert_eq!((s, b), (StatusCode::OK, json!({"message":"ok", "instance_number": n})));
     }
     let (_, b) = t.call(1, Method::GET, &format!("/api/service/{cache_id}"), Some(&admin), None).await;
     assert_eq!(b["instance_list"].as_array().unwrap().len(), 3);

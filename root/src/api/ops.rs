@@ -39,10 +39,20 @@ pub async fn metrics(State(api): State<Api>) -> impl IntoResponse {
         let _ = writeln!(out, "# TYPE grove_root_raft_{name} gauge");
         let _ = writeln!(out, "grove_root_raft_{name} {value}");
     }
-    let (apps, jobs, instances, clusters) = api.replica.read_local(|s| {
-        (s.applications.len(), s.jobs.len(), s.jobs.values().map(|j| j.instances.len()).sum::<usize>(), s.clusters.len())
+    let counts = api.replica.read_local(|s| {
+        let instances = || s.jobs.values().flat_map(|j| j.instances.values());
+        [
+            ("applications", s.applications.len()),
+            ("services", s.jobs.len()),
+            ("instances", instances().count()),
+            ("clusters", s.clusters.len()),
+            ("clusters_active", s.clusters.values().filter(|c| c.active).count()),
+            // Dispatches committed but not acknowledged by their cluster yet.
+            ("pending_deploys", instances().filter(|i| !i.cluster_id.is_empty() && !i.deploy_acked).count()),
+            ("pending_undeploys", s.pending_undeploys.len()),
+        ]
     });
-    for (name, value) in [("applications", apps), ("services", jobs), ("instances", instances), ("clusters", clusters)] {
+    for (name, value) in counts {
         let _ = writeln!(out, "# TYPE grove_root_{name} gauge");
         let _ = writeln!(out, "grove_root_{name} {value}");
     }

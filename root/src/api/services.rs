@@ -9,7 +9,7 @@ use grove_core::sla::{derive_job, parse_sla};
 use serde_json::{json, Value};
 
 use super::{body_bytes, Api, ApiError, Caller};
-use crate::state::{JobRecord, RootCommand, RootState};
+use crate::state::{Applied, JobRecord, RootCommand, RootState};
 
 fn visible<'a>(s: &'a RootState, caller: &Caller, id: &str) -> Result<&'a JobRecord, ApiError> {
     s.jobs
@@ -80,8 +80,12 @@ pub async fn all(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, 
 /// ignored services the caller does not own; Grove answers 404.
 pub async fn scale_up(State(api): State<Api>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     api.read(|s| visible(s, &caller, &id).map(|_| ())).await??;
-    api.write(RootCommand::RequestInstance { job_id: id, at_ms: crate::ids::now_ms() }).await?;
-    Ok(Json(json!({ "message": "ok" })))
+    let n = match api.write(RootCommand::RequestInstance { job_id: id, at_ms: crate::ids::now_ms() }).await? {
+        Applied::Instance(n) => n,
+        other => return Err(ApiError::Internal(format!("scale up answered {other:?}"))),
+    };
+    // Upstream answers only the message; the new instance's number is an addition.
+    Ok(Json(json!({ "message": "ok", "instance_number": n })))
 }
 
 /// Undeploy instance `n`, or every instance for `-1`.

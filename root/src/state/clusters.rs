@@ -1,8 +1,9 @@
 //! Registered clusters: static information from registration, and the aggregate resources of
 //! their last full report (committed at the report period, not per worker report).
 
+use grove_core::status::Status;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::{Applied, ApplyError, ApplyResult, RootState};
 
@@ -41,6 +42,18 @@ pub struct ClusterAggregate {
     pub csi_drivers: Vec<String>,
     pub gpu_drivers: Vec<String>,
     pub active_nodes: u32,
+}
+
+/// One instance as a cluster reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceReport {
+    pub job_id: String,
+    pub instance_number: u32,
+    /// An Oakestra status string (checked by the receiver before committing).
+    pub status: String,
+    pub status_detail: String,
+    /// Reported fields kept on the instance (`worker_id`, `publicip`, `host_ip`, `host_port`).
+    pub fields: Map<String, Value>,
 }
 
 impl ClusterRecord {
@@ -125,5 +138,90 @@ impl RootState {
         c.last_report_ms = c.last_report_ms.max(at_ms);
         c.active = true;
         Ok(Applied::Done)
+    }
+}
+
+impl RootState {
+    pub(super) fn report_from_cluster(
+        &mut self,
+        id: &str,
+        aggregate: Option<ClusterAggregate>,
+        reports: Vec<InstanceReport>,
+        full: bool,
+        at_ms: u64,
+    ) -> ApplyResult {
+        let cluster = self.clusters.get_mut(id).ok_or_else(|| ApplyError::NotFound(format!("cluster {id} is not registered")))?;
+        if let Some(a) = aggregate {
+            cluster.aggregate = a;
+        }
+        cluster.last_report_ms = cluster.last_report_ms.max(at_ms);
+        cluster.active = true;
+        let cluster_name = cluster.name.clone();
+        let mut changed = 0;
+        let mut listed = std::collections::BTreeSet::new();
+        for r in reports {
+            listed.insert((r.job_id.clone(), r.instance_number));
+            let ours = self.jobs.get_mut(&r.job_id).and_then(|j| j.instances.get_mut(&r.instance_number)).filter(|i| i.cluster_id == id);
+            let Some(inst) = ours else {
+                // Not (or no longer) placed there: a stale copy, unless the cluster already
+                // removed it.
+                if r.status != Status::Undeployed.as_str() {
+                    self.queue_undeploy(id, &r.job_id, r.instance_number);
+                }
+                continue;
+            };
+            inst.deploy_acked = true;
+            for (k, v) in r.fields {
+                inst.reported.insert(k, v);
+            }
+            if inst.status != r.status || inst.status_detail != r.status_detail {
+                inst.set_status(&r.status, &r.status_detail, at_ms);
+                changed += 1;
+                if let Some(job) = self.jobs.get_mut(&r.job_id) {
+                    job.status = r.status;
+                    job.status_detail = r.status_detail;
+                }
+            }
+        }
+        if full {
+            // Acknowledged instances the cluster no longer holds are dispatched again.
+            for (job_id, job) in self.jobs.iter_mut() {
+                for inst in job.instances.values_mut() {
+                    if inst.cluster_id == id && inst.deploy_acked && !listed.contains(&(job_id.clone(), inst.instance_number)) {
+                        inst.deploy_acked = false;
+                        let detail = format!("cluster {cluster_name} no longer reports it; deploying it again");
+                        inst.set_status(Status::ClusterScheduled.as_str(), &detail, at_ms);
+                        changed += 1;
+                    }
+                }
+            }
+        }
+        Ok(Applied::Changed(changed))
+    }
+
+    pub(super) fn mark_cluster_lost(&mut self, id: &str, last_report_ms: u64, at_ms: u64) -> ApplyResult {
+        let cluster = self.clusters.get_mut(id).ok_or_else(|| ApplyError::NotFound(format!("cluster {id} is not registered")))?;
+        if !cluster.active || cluster.last_report_ms != last_report_ms {
+            return Ok(Applied::Changed(0));
+        }
+        cluster.active = false;
+        let detail = format!("cluster {} lost (no report for too long); waiting for a new placement", cluster.name);
+        let mut moved = Vec::new();
+        for (job_id, job) in self.jobs.iter_mut() {
+            for inst in job.instances.values_mut().filter(|i| i.cluster_id == id) {
+                moved.push((job_id.clone(), inst.clone()));
+                inst.cluster_id.clear();
+                inst.cluster_location.clear();
+                inst.deploy_acked = false;
+                inst.reported.clear();
+                inst.set_status(Status::Requested.as_str(), &detail, at_ms);
+                job.status = Status::Requested.as_str().into();
+                job.status_detail = detail.clone();
+            }
+        }
+        for (job_id, inst) in &moved {
+            self.queue_undeploy(&inst.cluster_id, job_id, inst.instance_number);
+        }
+        Ok(Applied::Changed(moved.len()))
     }
 }

@@ -53,8 +53,16 @@ pub struct StatusChange {
     pub at_ms: u64,
 }
 
+/// One outcome of the root scheduler for one instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    Place { job_id: String, instance_number: u32, cluster_id: String },
+    Fail { job_id: String, instance_number: u32, status: String, detail: String },
+}
+
 /// A deploy or undeploy the root owes a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Dispatch {
     pub cluster_id: String,
     pub job_id: String,
@@ -114,7 +122,7 @@ impl InstanceRecord {
         self.status.parse().ok()
     }
 
-    fn set_status(&mut self, status: &str, detail: &str, at_ms: u64) {
+    pub(super) fn set_status(&mut self, status: &str, detail: &str, at_ms: u64) {
         self.status = status.to_owned();
         self.status_detail = detail.to_owned();
         self.history.push(StatusChange { status: status.to_owned(), detail: detail.to_owned(), at_ms });
@@ -139,7 +147,7 @@ impl RootState {
     pub(super) fn remove_job(&mut self, job_id: &str) -> bool {
         let Some(job) = self.jobs.remove(job_id) else { return false };
         for inst in job.instances.values() {
-            self.queue_undeploy(job_id, inst);
+            self.queue_undeploy(&inst.cluster_id, job_id, inst.instance_number);
         }
         if let Some(app) = self.applications.get_mut(&job.job.application_id) {
             app.microservices.retain(|id| id != job_id);
@@ -147,11 +155,12 @@ impl RootState {
         true
     }
 
-    fn queue_undeploy(&mut self, job_id: &str, inst: &InstanceRecord) {
-        if inst.cluster_id.is_empty() {
+    /// Owe `cluster_id` an undeploy of instance `n` of `job_id` (once).
+    pub(super) fn queue_undeploy(&mut self, cluster_id: &str, job_id: &str, n: u32) {
+        if cluster_id.is_empty() {
             return;
         }
-        let d = Dispatch { cluster_id: inst.cluster_id.clone(), job_id: job_id.to_owned(), instance_number: inst.instance_number };
+        let d = Dispatch { cluster_id: cluster_id.to_owned(), job_id: job_id.to_owned(), instance_number: n };
         if !self.pending_undeploys.contains(&d) {
             self.pending_undeploys.push(d);
         }
@@ -205,7 +214,7 @@ impl RootState {
         };
         let removed: Vec<InstanceRecord> = numbers.iter().filter_map(|n| job.instances.remove(n)).collect();
         for inst in &removed {
-            self.queue_undeploy(job_id, inst);
+            self.queue_undeploy(&inst.cluster_id, job_id, inst.instance_number);
         }
         Ok(Applied::Changed(removed.len()))
     }
@@ -229,6 +238,9 @@ impl RootState {
         inst.set_status(Status::ClusterScheduled.as_str(), "", at_ms);
         job.status = Status::ClusterScheduled.as_str().into();
         job.status_detail.clear();
+        // Back on a cluster that still owes an undeploy of this very instance (it was lost and
+        // returned): the deploy supersedes it (deploys are idempotent, the copy may keep running).
+        self.pending_undeploys.retain(|d| !(d.cluster_id == cluster_id && d.job_id == job_id && d.instance_number == n));
         Ok(Applied::Done)
     }
 
@@ -245,6 +257,36 @@ impl RootState {
         job.status = status;
         job.status_detail = detail;
         Ok(Applied::Done)
+    }
+
+    /// Record acknowledged deploys (of instances still placed there) and undeploys; answers how
+    /// many records changed.
+    pub(super) fn acknowledge(&mut self, deploys: &[Dispatch], undeploys: &[Dispatch]) -> usize {
+        let mut changed = 0;
+        for d in deploys {
+            let inst = self.jobs.get_mut(&d.job_id).and_then(|j| j.instances.get_mut(&d.instance_number));
+            if let Some(inst) = inst.filter(|i| i.cluster_id == d.cluster_id && !i.deploy_acked) {
+                inst.deploy_acked = true;
+                changed += 1;
+            }
+        }
+        let before = self.pending_undeploys.len();
+        self.pending_undeploys.retain(|d| !undeploys.contains(d));
+        changed + before - self.pending_undeploys.len()
+    }
+
+    /// Apply a scheduler pass; answers how many decisions applied.
+    pub(super) fn schedule(&mut self, decisions: Vec<Decision>, at_ms: u64) -> usize {
+        decisions
+            .into_iter()
+            .filter(|d| {
+                let outcome = match d.clone() {
+                    Decision::Place { job_id, instance_number, cluster_id } => self.place_instance(&job_id, instance_number, &cluster_id, at_ms),
+                    Decision::Fail { job_id, instance_number, status, detail } => self.fail_placement(&job_id, instance_number, status, detail, at_ms),
+                };
+                outcome.is_ok()
+            })
+            .count()
     }
 
     /// Instances waiting for a placement: `REQUESTED`, or a negative scheduling status (retried).

@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use applications::{AppRecord, NewApplication};
-pub use clusters::{ClusterAggregate, ClusterRecord};
-pub use jobs::{Dispatch, InstanceRecord, JobRecord, StatusChange, MAX_STATUS_HISTORY};
+pub use clusters::{ClusterAggregate, ClusterRecord, InstanceReport};
+pub use jobs::{Decision, Dispatch, InstanceRecord, JobRecord, StatusChange, MAX_STATUS_HISTORY};
 pub use users::{Member, Organization, User};
 
 /// Role names (contract §1.2).
@@ -94,6 +94,21 @@ pub enum RootCommand {
     RegisterCluster { id: String, name: String, location: String, ip: String, port: String, endpoints: Vec<String>, at_ms: u64 },
     /// A cluster's aggregate resources (from its periodic full report).
     ReportCluster { id: String, aggregate: ClusterAggregate, at_ms: u64 },
+    /// A report from a cluster tier's stream: its aggregate (when sent), the instance statuses
+    /// it changed (or, when `full`, every instance it holds). Instances the root does not place
+    /// on that cluster are queued for undeploy; with `full`, acknowledged instances it no
+    /// longer lists are dispatched again.
+    ReportFromCluster { id: String, aggregate: Option<ClusterAggregate>, instances: Vec<InstanceReport>, full: bool, at_ms: u64 },
+    /// The root leader heard nothing from a cluster since `last_report_ms` for too long: it
+    /// becomes inactive and its instances wait for a new placement (their old copies are
+    /// undeployed when it returns). Ignored when a report arrived meanwhile.
+    MarkClusterLost { id: String, last_report_ms: u64, at_ms: u64 },
+    /// Clusters acknowledged these deploys (each ignored if the instance moved meanwhile) and
+    /// undeploys: one entry for a batch of the dispatcher's answers.
+    Acknowledge { deploys: Vec<Dispatch>, undeploys: Vec<Dispatch> },
+    /// One pass of the root scheduler: each decision applies on its own (one whose instance
+    /// was placed or removed meanwhile is skipped); answers how many applied.
+    Schedule { decisions: Vec<Decision>, at_ms: u64 },
 }
 
 /// What a successful command returns.
@@ -162,6 +177,10 @@ impl grove_raft::StateMachine for RootState {
                 self.register_cluster(id, name, location, ip, port, endpoints, at_ms)
             }
             ReportCluster { id, aggregate, at_ms } => self.report_cluster(&id, aggregate, at_ms),
+            ReportFromCluster { id, aggregate, instances, full, at_ms } => self.report_from_cluster(&id, aggregate, instances, full, at_ms),
+            MarkClusterLost { id, last_report_ms, at_ms } => self.mark_cluster_lost(&id, last_report_ms, at_ms),
+            Acknowledge { deploys, undeploys } => Ok(Applied::Changed(self.acknowledge(&deploys, &undeploys))),
+            Schedule { decisions, at_ms } => Ok(Applied::Changed(self.schedule(decisions, at_ms))),
         }
     }
 

@@ -239,3 +239,125 @@ fn snapshot_round_trips() {
     assert_eq!(back, s);
     assert!(RootState::restore(b"garbage").is_err());
 }
+
+fn ack_deploy(job_id: &str, n: u32, cluster_id: &str) -> RootCommand {
+    let d = Dispatch { cluster_id: cluster_id.into(), job_id: job_id.into(), instance_number: n };
+    RootCommand::Acknowledge { deploys: vec![d], undeploys: vec![] }
+}
+
+fn report(job_id: &str, n: u32, status: &str) -> InstanceReport {
+    let mut fields = serde_json::Map::new();
+    fields.insert("worker_id".into(), json!("w1"));
+    InstanceReport { job_id: job_id.into(), instance_number: n, status: status.into(), status_detail: String::new(), fields }
+}
+
+/// One application with one service `xj00`, two instances placed on cluster `c1`.
+fn placed_on_c1() -> RootState {
+    let mut s = bootstrapped();
+    s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("a", "n")], "x") }).unwrap();
+    register(&mut s, "c1", "one");
+    register(&mut s, "c2", "two");
+    for n in 0..2 {
+        s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 5 }).unwrap();
+        s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: n, cluster_id: "c1".into(), at_ms: 6 }).unwrap();
+    }
+    s
+}
+
+#[test]
+fn deploy_acks_follow_the_placement() {
+    let mut s = placed_on_c1();
+    let ack = |cluster: &str| ack_deploy("xj00", 0, cluster);
+    // An acknowledgement from a cluster the instance is not on changes nothing.
+    assert_eq!(s.apply(ack("c2")), Ok(Applied::Changed(0)));
+    assert_eq!(s.apply(ack("c1")), Ok(Applied::Changed(1)));
+    assert_eq!(s.apply(ack("c1")), Ok(Applied::Changed(0)), "idempotent");
+    assert!(s.jobs["xj00"].instances[&0].deploy_acked);
+    assert!(!s.jobs["xj00"].instances[&1].deploy_acked);
+    // Acknowledging an undeploy removes exactly that dispatch.
+    s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: 1, at_ms: 7 }).unwrap();
+    let d = Dispatch { cluster_id: "c1".into(), job_id: "xj00".into(), instance_number: 1 };
+    assert_eq!(s.pending_undeploys, vec![d.clone()]);
+    let ack_undeploy = |d: &Dispatch| RootCommand::Acknowledge { deploys: vec![], undeploys: vec![d.clone()] };
+    assert_eq!(s.apply(ack_undeploy(&d)), Ok(Applied::Changed(1)));
+    assert_eq!(s.apply(ack_undeploy(&d)), Ok(Applied::Changed(0)));
+    assert!(s.pending_undeploys.is_empty());
+}
+
+#[test]
+fn cluster_reports_mirror_status_and_undeploy_strays() {
+    let mut s = placed_on_c1();
+    let agg = ClusterAggregate { vcpus: 4, memory: 2048, ..Default::default() };
+    let r = s.apply(RootCommand::ReportFromCluster {
+        id: "c1".into(),
+        aggregate: Some(agg),
+        instances: vec![report("xj00", 0, "RUNNING"), report("xj00", 7, "RUNNING"), report("gone", 0, "RUNNING"), report("gone", 1, "UNDEPLOYED")],
+        full: false,
+        at_ms: 20,
+    });
+    assert_eq!(r, Ok(Applied::Changed(1)));
+    let inst = &s.jobs["xj00"].instances[&0];
+    assert_eq!((inst.status.as_str(), inst.deploy_acked, inst.reported["worker_id"].clone()), ("RUNNING", true, json!("w1")));
+    assert_eq!(s.jobs["xj00"].status, "RUNNING");
+    assert_eq!(s.clusters["c1"].aggregate.vcpus, 4);
+    assert_eq!(s.clusters["c1"].last_report_ms, 20);
+    // Instances the root does not have there are undeployed; one already undeployed is not.
+    let strays: Vec<(String, u32)> = s.pending_undeploys.iter().map(|d| (d.job_id.clone(), d.instance_number)).collect();
+    assert_eq!(strays, [("xj00".to_string(), 7), ("gone".to_string(), 0)]);
+    // A report of the same status again changes nothing; another cluster's report of instance 0
+    // (placed on c1) makes it a stray there.
+    let same = RootCommand::ReportFromCluster { id: "c1".into(), aggregate: None, instances: vec![report("xj00", 0, "RUNNING")], full: false, at_ms: 21 };
+    assert_eq!(s.apply(same), Ok(Applied::Changed(0)));
+    s.apply(RootCommand::ReportFromCluster { id: "c2".into(), aggregate: None, instances: vec![report("xj00", 0, "RUNNING")], full: false, at_ms: 21 }).unwrap();
+    assert!(s.pending_undeploys.contains(&Dispatch { cluster_id: "c2".into(), job_id: "xj00".into(), instance_number: 0 }));
+    // Unknown cluster: refused, nothing changed.
+    let before = s.clone();
+    let r = s.apply(RootCommand::ReportFromCluster { id: "zz".into(), aggregate: None, instances: vec![report("xj00", 0, "FAILED")], full: true, at_ms: 22 });
+    assert!(matches!(r, Err(ApplyError::NotFound(_))));
+    assert_eq!(s.jobs, before.jobs);
+}
+
+#[test]
+fn full_report_redeploys_what_the_cluster_lost() {
+    let mut s = placed_on_c1();
+    s.apply(ack_deploy("xj00", 0, "c1")).unwrap();
+    s.apply(ack_deploy("xj00", 1, "c1")).unwrap();
+    // A full report listing only instance 1: instance 0 is dispatched again.
+    let full = RootCommand::ReportFromCluster { id: "c1".into(), aggregate: None, instances: vec![report("xj00", 1, "RUNNING")], full: true, at_ms: 30 };
+    assert_eq!(s.apply(full), Ok(Applied::Changed(2)));
+    let i0 = &s.jobs["xj00"].instances[&0];
+    assert!(!i0.deploy_acked);
+    assert_eq!(i0.status, "CLUSTER_SCHEDULED");
+    assert!(i0.status_detail.contains("no longer reports"), "{}", i0.status_detail);
+    assert!(s.jobs["xj00"].instances[&1].deploy_acked);
+    // An incremental report never does that.
+    s.apply(ack_deploy("xj00", 0, "c1")).unwrap();
+    s.apply(RootCommand::ReportFromCluster { id: "c1".into(), aggregate: None, instances: vec![], full: false, at_ms: 31 }).unwrap();
+    assert!(s.jobs["xj00"].instances[&0].deploy_acked);
+}
+
+#[test]
+fn lost_cluster_releases_its_instances_and_owes_undeploys() {
+    let mut s = placed_on_c1();
+    s.apply(RootCommand::ReportFromCluster { id: "c1".into(), aggregate: None, instances: vec![], full: false, at_ms: 40 }).unwrap();
+    // A stale decision (a report arrived after the leader looked) is ignored.
+    assert_eq!(s.apply(RootCommand::MarkClusterLost { id: "c1".into(), last_report_ms: 39, at_ms: 50 }), Ok(Applied::Changed(0)));
+    assert!(s.clusters["c1"].active);
+    assert_eq!(s.apply(RootCommand::MarkClusterLost { id: "c1".into(), last_report_ms: 40, at_ms: 50 }), Ok(Applied::Changed(2)));
+    assert!(!s.clusters["c1"].active);
+    assert_eq!(s.unplaced_instances().len(), 2);
+    let i0 = &s.jobs["xj00"].instances[&0];
+    assert_eq!((i0.status.as_str(), i0.cluster_id.as_str()), ("REQUESTED", ""));
+    assert!(i0.status_detail.contains("cluster one lost"), "{}", i0.status_detail);
+    assert_eq!(s.pending_undeploys.len(), 2);
+    // Instance 0 goes to c2; instance 1 back to c1 once it returns, which cancels the undeploy
+    // c1 still owed for it (the deploy is idempotent, the copy keeps running).
+    s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: 0, cluster_id: "c2".into(), at_ms: 51 }).unwrap();
+    s.apply(RootCommand::ReportFromCluster { id: "c1".into(), aggregate: None, instances: vec![], full: false, at_ms: 60 }).unwrap();
+    assert!(s.clusters["c1"].active, "a report makes a lost cluster active again");
+    s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: 1, cluster_id: "c1".into(), at_ms: 61 }).unwrap();
+    assert_eq!(s.pending_undeploys, vec![Dispatch { cluster_id: "c1".into(), job_id: "xj00".into(), instance_number: 0 }]);
+    // Marking an inactive cluster lost again changes nothing.
+    s.apply(RootCommand::MarkClusterLost { id: "c2".into(), last_report_ms: 1, at_ms: 70 }).unwrap();
+    assert_eq!(s.apply(RootCommand::MarkClusterLost { id: "c2".into(), last_report_ms: 1, at_ms: 71 }), Ok(Applied::Changed(0)));
+}

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use grove_root::{Root, RootConfig};
+pub mod fake_cluster;
+
+use grove_root::{Listeners, Root, RootConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -52,9 +54,11 @@ impl TestRoots {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut raft = BTreeMap::new();
         let mut api = BTreeMap::new();
+        let mut cluster = BTreeMap::new();
         for id in 1..=n {
             raft.insert(id, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
             api.insert(id, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
+            cluster.insert(id, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
         }
         let peers = raft.iter().map(|(id, l)| format!("{id}={}", l.local_addr().unwrap())).collect::<Vec<_>>().join(",");
         let mut configs = BTreeMap::new();
@@ -64,6 +68,7 @@ impl TestRoots {
                 data_dir: dir.path().join(format!("r{id}")),
                 raft_listen: raft[&id].local_addr().unwrap(),
                 api_listen: api[&id].local_addr().unwrap(),
+                cluster_listen: cluster[&id].local_addr().unwrap(),
                 peers: peers.clone(),
                 password_hash_iterations: 100,
                 scheduler_interval_ms: 20,
@@ -74,7 +79,8 @@ impl TestRoots {
         }
         let mut roots = BTreeMap::new();
         for id in 1..=n {
-            let r = Root::start(configs[&id].clone(), raft.remove(&id).unwrap(), api.remove(&id).unwrap()).await.expect("start root");
+            let listeners = Listeners { raft: raft.remove(&id).unwrap(), api: api.remove(&id).unwrap(), cluster: cluster.remove(&id).unwrap() };
+            let r = Root::start(configs[&id].clone(), listeners).await.expect("start root");
             roots.insert(id, r);
         }
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(20)).build().unwrap();

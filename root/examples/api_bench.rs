@@ -1,0 +1,162 @@
+//! API benchmark of the root tier (issue 3): three grove-root replicas in this process, on
+//! loopback, with fsync on; N concurrent HTTP clients spread over the three replicas (as
+//! behind a load balancer) run three phases one after the other — create application,
+//! deploy instance, read service — and the throughput and p50/p99/max latency of each phase
+//! are printed as a Markdown table.
+//!
+//! ```text
+//! cargo run --release -p grove-root --example api_bench -- --clients 64 --seconds 15
+//! ```
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use grove_root::{Listeners, Root, RootConfig};
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+struct Args {
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Measured seconds per phase.
+    #[arg(long, default_value_t = 15)]
+    seconds: u64,
+    /// Replicas of the root tier.
+    #[arg(long, default_value_t = 3)]
+    replicas: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Phase {
+    CreateApplication,
+    DeployInstance,
+    ReadService,
+}
+
+fn sla(name: &str) -> Value {
+    json!({"sla_version":"v2.0","customerID":"Admin","applications":[{"applicationID":"","application_name":name,
+        "application_namespace":"bench","application_desc":"benchmark","microservices":[{"microserviceID":"","microservice_name":"web",
+        "microservice_namespace":"bench","virtualization":"container","code":"docker.io/library/nginx:latest","memory":100,"vcpus":1,
+        "port":"80"}]}]})
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let mut listeners = Vec::new();
+    for _ in 0..args.replicas {
+        let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+        listeners.push(Listeners { raft: bind().await?, api: bind().await?, cluster: bind().await? });
+    }
+    let peers = listeners.iter().enumerate().map(|(i, l)| format!("{}={}", i + 1, l.raft.local_addr().unwrap())).collect::<Vec<_>>().join(",");
+    let mut roots = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let config = RootConfig {
+            id: i as u64 + 1,
+            data_dir: dir.path().join(format!("r{}", i + 1)),
+            raft_listen: l.raft.local_addr()?,
+            api_listen: l.api.local_addr()?,
+            cluster_listen: l.cluster.local_addr()?,
+            peers: peers.clone(),
+            ..RootConfig::default()
+        };
+        roots.push(Root::start(config, l).await?);
+    }
+    let urls: Vec<String> = roots.iter().map(|r| format!("http://{}", r.api_addr)).collect();
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).pool_max_idle_per_host(args.clients).build()?;
+
+    // Ready: a leader, the default admin, a token.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let token = loop {
+        let r = http.post(format!("{}/api/auth/login", urls[0])).json(&json!({"username":"Admin","password":"Admin"})).send().await;
+        if let Ok(r) = r {
+            if r.status().is_success() {
+                let b: Value = r.json().await?;
+                break b["token"].as_str().context("token")?.to_owned();
+            }
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the root tier did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Services created in the first phase; the next phases deploy and read them round-robin.
+    let services: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+
+    println!("| operation | clients | ops | errors | ops/s | p50 ms | p99 ms | max ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let args_clients = args.clients;
+    for phase in [Phase::CreateApplication, Phase::DeployInstance, Phase::ReadService] {
+        let stop = Arc::new(AtomicBool::new(false));
+        let errors = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for c in 0..args.clients {
+            let (http, token, stop, errors) = (http.clone(), token.clone(), stop.clone(), errors.clone());
+            let created = services.clone();
+            let known: Vec<String> = services.lock().unwrap().clone();
+            let base = urls[c % urls.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                let mut h = Histogram::<u64>::new(3).unwrap();
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let job_id = if known.is_empty() { "" } else { &known[(c + i as usize * args_clients) % known.len()] };
+                    let req = match phase {
+                        Phase::CreateApplication => http.post(format!("{base}/api/application/")).json(&sla(&format!("c{c}n{i}"))),
+                        Phase::DeployInstance => http.post(format!("{base}/api/service/{job_id}/instance")),
+                        Phase::ReadService => http.get(format!("{base}/api/service/{job_id}")),
+                    };
+                    let t0 = Instant::now();
+                    let ok = match req.bearer_auth(&token).send().await {
+                        Ok(r) if r.status().is_success() => match r.bytes().await {
+                            Ok(body) => {
+                                if let Phase::CreateApplication = phase {
+                                    let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
+                                    if let Some(id) = doc[0]["microservices"][0].as_str() {
+                                        created.lock().unwrap().push(id.to_owned());
+                                    }
+                                }
+                                true
+                            }
+                            Err(_) => false,
+                        },
+                        _ => false,
+                    };
+                    if ok {
+                        h.record(t0.elapsed().as_micros() as u64).unwrap();
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                h
+            }));
+        }
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_secs(args.seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        let mut all = Histogram::<u64>::new(3).unwrap();
+        for t in tasks {
+            all.add(t.await?).unwrap();
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "| {phase:?} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} |",
+            args.clients,
+            all.len(),
+            errors.load(Ordering::Relaxed),
+            all.len() as f64 / elapsed,
+            ms(0.5),
+            ms(0.99),
+            all.max() as f64 / 1000.0
+        );
+    }
+    for r in roots {
+        r.shutdown().await;
+    }
+    Ok(())
+}
