@@ -113,6 +113,10 @@ pub struct StatusArgs {
     /// Give up watching after this many seconds (exit 1).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub watch_timeout: u64,
+    /// Seconds an instance may stay unplaced (a scheduler's NO_WORKER_CAPACITY, …; the root
+    /// keeps retrying) before the watch counts it as failed.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+    pub unplaced_grace: u64,
     /// Milliseconds between two polls while watching.
     #[arg(long, default_value_t = 500, value_name = "MS")]
     pub interval: u64,
@@ -172,6 +176,7 @@ mod tests {
         assert_eq!(s.services, ["a", "b"]);
         assert_eq!(s.watch_timeout, 9);
         assert_eq!(s.interval, 500);
+        assert_eq!(s.unplaced_grace, 10);
     }
 
     #[test]

@@ -109,7 +109,10 @@ pub enum Phase {
     Progressing { step: usize },
     /// `RUNNING`, or `COMPLETED` for a one-shot service.
     Done,
-    /// `FAILED`, `DEAD`, `UNDEPLOYED`, or a scheduler's refusal (`NO_WORKER_CAPACITY`, …).
+    /// A scheduler's refusal (`NO_WORKER_CAPACITY`, `TargetClusterNotActive`, …): Grove's root
+    /// keeps trying to place it, so it may still start when capacity appears.
+    Unplaced,
+    /// `FAILED`, `DEAD`, `UNDEPLOYED`.
     Failed,
 }
 
@@ -121,7 +124,8 @@ impl Phase {
     pub fn of(status: &str) -> Phase {
         match status.parse::<Status>() {
             Ok(Status::Running | Status::Completed) => Phase::Done,
-            Ok(s) if s.is_terminal() || s.is_negative_scheduling() => Phase::Failed,
+            Ok(s) if s.is_negative_scheduling() => Phase::Unplaced,
+            Ok(s) if s.is_terminal() => Phase::Failed,
             Ok(s) => Phase::Progressing { step: STEPS.iter().position(|x| *x == s).unwrap_or(0) },
             // An empty or unknown status: not started as far as we can tell.
             Err(_) => Phase::Progressing { step: 0 },
@@ -163,7 +167,7 @@ mod tests {
         assert_eq!((s.id.as_str(), s.job_name.as_str(), s.instances.len()), ("s1", "app.ns.web.ns", 2));
         assert_eq!(s.instances[0].history, vec![("REQUESTED".to_owned(), 5), ("RUNNING".to_owned(), 9)]);
         assert_eq!(s.instances[0].phase(), Phase::Done);
-        assert_eq!(s.instances[1].phase(), Phase::Failed);
+        assert_eq!(s.instances[1].phase(), Phase::Unplaced);
         assert_eq!(s.instances[1].detail, "no worker has 4 cpus");
     }
 
@@ -174,7 +178,8 @@ mod tests {
         assert_eq!(Phase::of("CREATED"), Phase::Progressing { step: 4 });
         assert_eq!(Phase::of("COMPLETED"), Phase::Done);
         assert_eq!(Phase::of("DEAD"), Phase::Failed);
-        assert_eq!(Phase::of("TargetClusterNotFound"), Phase::Failed);
+        assert_eq!(Phase::of("TargetClusterNotFound"), Phase::Unplaced);
+        assert_eq!(Phase::of("UNDEPLOYED"), Phase::Failed);
         assert_eq!(Phase::of(""), Phase::Progressing { step: 0 });
     }
 }

@@ -26,13 +26,26 @@ pub fn rows(services: &[Service]) -> Vec<Row> {
     out
 }
 
-/// Counts over the rows: (done, failed, progressing).
-pub fn tally(rows: &[Row]) -> (usize, usize, usize) {
-    rows.iter().fold((0, 0, 0), |(d, f, p), r| match r.instance.phase() {
-        Phase::Done => (d + 1, f, p),
-        Phase::Failed => (d, f + 1, p),
-        Phase::Progressing { .. } => (d, f, p + 1),
-    })
+/// Instances by phase.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    pub done: usize,
+    pub progressing: usize,
+    pub unplaced: usize,
+    pub failed: usize,
+}
+
+pub fn tally(rows: &[Row]) -> Tally {
+    let mut t = Tally::default();
+    for r in rows {
+        match r.instance.phase() {
+            Phase::Done => t.done += 1,
+            Phase::Progressing { .. } => t.progressing += 1,
+            Phase::Unplaced => t.unplaced += 1,
+            Phase::Failed => t.failed += 1,
+        }
+    }
+    t
 }
 
 /// `[■■■□□□]` for the step reached on REQUESTED → … → RUNNING.
@@ -40,12 +53,10 @@ pub fn bar(phase: Phase) -> String {
     let n = STEPS.len();
     let filled = match phase {
         Phase::Done => n,
-        Phase::Failed => 0,
+        Phase::Failed => return format!("[{}]", "✗".repeat(n)),
+        Phase::Unplaced => return format!("[!{}]", "□".repeat(n - 1)),
         Phase::Progressing { step } => step + 1,
     };
-    if phase == Phase::Failed {
-        return format!("[{}]", "✗".repeat(n));
-    }
     format!("[{}{}]", "■".repeat(filled), "□".repeat(n - filled))
 }
 
@@ -58,14 +69,18 @@ pub fn board(rows: &[Row], elapsed_s: f64) -> Vec<String> {
             let name = format!("{}#{}", r.job_name, r.instance.number);
             let status = if r.instance.status.is_empty() { "(no status yet)" } else { r.instance.status.as_str() };
             let mut line = format!("{name:<name_w$}  {}  {status}", bar(r.instance.phase()));
-            if !r.instance.detail.is_empty() && r.instance.phase() == Phase::Failed {
+            if !r.instance.detail.is_empty() && matches!(r.instance.phase(), Phase::Failed | Phase::Unplaced) {
                 line.push_str(&format!(" ({})", r.instance.detail));
             }
             line
         })
         .collect();
-    let (done, failed, progressing) = tally(rows);
-    lines.push(format!("{done} running, {progressing} in progress, {failed} failed — {elapsed_s:.1}s"));
+    let t = tally(rows);
+    let mut summary = format!("{} running, {} in progress", t.done, t.progressing);
+    if t.unplaced > 0 {
+        summary.push_str(&format!(", {} waiting for a placement", t.unplaced));
+    }
+    lines.push(format!("{summary}, {} failed — {elapsed_s:.1}s", t.failed));
     lines
 }
 
@@ -112,7 +127,7 @@ impl Changes {
 
 fn line(r: &Row, status: &str) -> String {
     let mut line = format!("{}#{}  {status}", r.job_name, r.instance.number);
-    if Phase::of(status) == Phase::Failed && !r.instance.detail.is_empty() && status == r.instance.status {
+    if matches!(Phase::of(status), Phase::Failed | Phase::Unplaced) && !r.instance.detail.is_empty() && status == r.instance.status {
         line.push_str(&format!(" ({})", r.instance.detail));
     }
     line
@@ -157,6 +172,7 @@ mod tests {
         assert_eq!(bar(Phase::of("NODE_SCHEDULED")), "[■■■□□□]");
         assert_eq!(bar(Phase::of("RUNNING")), "[■■■■■■]");
         assert_eq!(bar(Phase::of("FAILED")), "[✗✗✗✗✗✗]");
+        assert_eq!(bar(Phase::of("NO_WORKER_CAPACITY")), "[!□□□□□]");
     }
 
     #[test]
@@ -166,6 +182,10 @@ mod tests {
         assert_eq!(lines[0], "a.n.web.n#0   [■■■■■■]  RUNNING");
         assert_eq!(lines[1], "a.n.web.n#10  [■■□□□□]  CLUSTER_SCHEDULED");
         assert_eq!(lines[2], "1 running, 1 in progress, 0 failed — 1.2s");
+        let s = vec![service("s", "j", vec![inst(0, "NoActiveClusterWithCapacity", &[]), inst(1, "DEAD", &[])])];
+        let t = tally(&rows(&s));
+        assert_eq!(t, Tally { done: 0, progressing: 0, unplaced: 1, failed: 1 });
+        assert_eq!(board(&rows(&s), 0.0)[2], "0 running, 0 in progress, 1 waiting for a placement, 1 failed — 0.0s");
     }
 
     #[test]

@@ -31,7 +31,7 @@ async fn t50_watch_prints_every_step_until_running() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn t51_watch_stops_with_exit_1_when_an_instance_cannot_be_placed() {
+async fn t51_watch_stops_with_exit_1_when_an_instance_stays_unplaced() {
     let root = FakeRootApi::start().await;
     let grove = Grove::new(&[root.url()]);
     grove.login().await;
@@ -39,7 +39,7 @@ async fn t51_watch_stops_with_exit_1_when_an_instance_cannot_be_placed() {
     let id = root.with(|s| s.add_service("demo.test.big.test", &[]));
     grove.run(&["service", "deploy", &id]).await.ok();
 
-    let run = grove.run(&["status", "--watch", "-s", &id, "--interval", "50"]).await;
+    let run = grove.run(&["status", "--watch", "-s", &id, "--interval", "50", "--unplaced-grace", "0"]).await;
     run.failed();
     assert!(run.stdout.contains("demo.test.big.test#0  NO_WORKER_CAPACITY (no worker has 1 free cpu)"), "{}", run.stdout);
     assert_eq!(
@@ -92,4 +92,24 @@ async fn t54_on_a_terminal_the_board_is_redrawn_in_place() {
     assert!(run.stdout.contains("\x1b[2A\x1b[2Kdemo.test.web.test#0  [■■■■■■]  RUNNING"), "{:?}", run.stdout);
     assert!(run.stdout.contains("1 running, 0 in progress, 0 failed"), "{:?}", run.stdout);
     assert!(run.stdout.contains("All 1 instance(s) running after"), "{:?}", run.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t55_an_instance_placed_after_a_refusal_is_waited_for() {
+    let root = FakeRootApi::start().await;
+    let grove = Grove::new(&[root.url()]);
+    grove.login().await;
+    // No cluster had capacity at first; the root retried and placed it.
+    root.with(|s| {
+        s.progression = ["REQUESTED", "NoActiveClusterWithCapacity", "NoActiveClusterWithCapacity", "CLUSTER_SCHEDULED", "NODE_SCHEDULED", "RUNNING"]
+            .map(String::from)
+            .to_vec()
+    });
+    let id = root.with(|s| s.add_service("demo.test.web.test", &[]));
+    grove.run(&["service", "deploy", &id]).await.ok();
+    let run = grove.run(&["status", "--watch", "--interval", "50", "--unplaced-grace", "5"]).await;
+    run.ok();
+    let statuses: Vec<&str> = run.stdout.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    assert_eq!(statuses[..3], ["REQUESTED", "NoActiveClusterWithCapacity", "NoActiveClusterWithCapacity"], "{}", run.stdout);
+    assert!(run.stdout.contains("demo.test.web.test#0  RUNNING"), "{}", run.stdout);
 }

@@ -112,7 +112,7 @@ async fn t90_the_tour_against_a_real_root() {
     assert!(!row[1].is_empty());
 
     // No cluster is registered: the instance cannot be placed, and watch says so.
-    let run = grove.run(&["status", "--watch", "-s", &web_id, "--watch-timeout", "20", "--interval", "200"]).await;
+    let run = grove.run(&["status", "--watch", "-s", &web_id, "--watch-timeout", "20", "--interval", "200", "--unplaced-grace", "1"]).await;
     run.failed();
     assert!(run.stdout.contains("demo.test.web.test#0  REQUESTED"), "{}", run.stdout);
     assert!(run.stderr.contains("1 of 1 instance(s) failed: demo.test.web.test#0"), "{}", run.stderr);
