@@ -61,3 +61,28 @@ async fn t62_raft_status_asks_every_endpoint_when_the_root_has_no_tier_view() {
     assert!(run.stdout.lines().nth(3).unwrap().contains("Connection refused"), "{}", run.stdout);
     assert!(run.stderr.contains("does not serve GET /api/raft/status (HTTP 404), so cluster tiers are not visible"), "{}", run.stderr);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t63_raft_status_shows_every_tier_when_the_root_serves_it() {
+    let root = FakeRootApi::start().await;
+    root.with(|s| {
+        s.raft_status = Some(json!({"tiers": [
+            {"tier": "root", "group": "root", "replicas": [
+                {"id": 1, "address": "root-1:10010", "role": "leader", "term": 2, "leader_id": 1, "commit_index": 50, "applied_index": 50, "last_log_index": 50},
+                {"id": 2, "address": "root-2:10010", "role": "follower", "term": 2, "leader_id": 1, "commit_index": 50, "applied_index": 49, "last_log_index": 50}]},
+            {"tier": "cluster", "group": "cluster-edge", "replicas": [
+                {"id": 1, "addr": "edge-1:10110", "role": "follower", "term": 5, "leader_id": 3, "commit_index": 7, "applied_index": 7, "last_log_index": 7},
+                {"id": 2, "error": "unreachable: connection refused"}]}
+        ]}))
+    });
+    let grove = Grove::new(&[root.url()]);
+    let run = grove.run(&["raft", "status"]).await;
+    run.ok();
+    let rows: Vec<Vec<&str>> = run.stdout.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["root", "root", "1", "root-1:10010", "leader", "2", "1", "50", "50", "50"]);
+    assert_eq!(rows[1], ["root", "root", "2", "root-2:10010", "follower", "2", "1", "50", "49", "50"]);
+    assert_eq!(rows[2], ["cluster", "cluster-edge", "1", "edge-1:10110", "follower", "5", "3", "7", "7", "7"]);
+    assert_eq!(rows[3][..4], ["cluster", "cluster-edge", "2", "-"]);
+    assert!(run.stdout.lines().nth(4).unwrap().ends_with("unreachable: connection refused"), "{}", run.stdout);
+    assert!(run.stderr.is_empty(), "no fallback note: {}", run.stderr);
+}

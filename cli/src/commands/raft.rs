@@ -50,16 +50,19 @@ fn cell(v: &Value, key: &str) -> String {
 
 /// Rows from the `GET /api/raft/status` document:
 /// `{"tiers":[{"tier","group","replicas":[{"id","address","role","term","leader_id",
-/// "commit_index","applied_index","last_log_index","error"}]}]}`.
+/// "commit_index","applied_index","last_log_index","error"}]}]}`; a replica may be grove-raft's
+/// `ReplicaStatus` as it serialises (`addr`, `group`).
 pub fn rows_from_document(doc: &Value) -> Vec<ReplicaRow> {
     let mut out = Vec::new();
     for tier in doc.get("tiers").and_then(Value::as_array).into_iter().flatten() {
         for r in tier.get("replicas").and_then(Value::as_array).into_iter().flatten() {
             let id = cell(r, "id");
-            let address = str_of(r, "address");
+            // grove-raft's ReplicaStatus says `addr` and carries its `group`: accepted as they are.
+            let address = Some(str_of(r, "address")).filter(|a| !a.is_empty()).unwrap_or_else(|| str_of(r, "addr"));
+            let group = if tier.get("group").is_some() { cell(tier, "group") } else { cell(r, "group") };
             out.push(ReplicaRow {
                 tier: cell(tier, "tier"),
-                group: cell(tier, "group"),
+                group,
                 replica: if address.is_empty() { id } else { format!("{id} {address}") },
                 role: cell(r, "role"),
                 term: cell(r, "term"),
@@ -194,15 +197,19 @@ mod tests {
                 {"id": 1, "address": "root-1:10010", "role": "leader", "term": 3, "leader_id": 1, "commit_index": 5, "applied_index": 5, "last_log_index": 5}]},
             {"tier": "cluster", "group": "edge-a", "replicas": [
                 {"id": 2, "role": "follower", "term": 2, "leader_id": 1, "commit_index": 9, "applied_index": 9, "last_log_index": 9},
-                {"id": 3, "error": "unreachable"}]}
+                {"id": 3, "error": "unreachable"}]},
+            {"tier": "cluster", "replicas": [
+                {"group": "cluster-edge-b", "id": 1, "addr": "10.0.0.5:10110", "role": "leader", "term": 9, "leader_id": 1,
+                 "last_log_index": 4, "commit_index": 4, "applied_index": 4, "members": []}]}
         ]});
         let rows = rows_from_document(&doc);
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
         assert_eq!((rows[0].replica.as_str(), rows[0].role.as_str()), ("1 root-1:10010", "leader"));
         assert_eq!((rows[1].tier.as_str(), rows[1].group.as_str(), rows[1].commit.as_str()), ("cluster", "edge-a", "9"));
         assert_eq!((rows[2].role.as_str(), rows[2].note.as_str()), ("-", "unreachable"));
+        assert_eq!((rows[3].group.as_str(), rows[3].replica.as_str(), rows[3].term.as_str()), ("cluster-edge-b", "1 10.0.0.5:10110", "9"));
         let table = render(&rows);
-        assert!(table.starts_with("TIER     GROUP   REPLICA"), "{table}");
-        assert_eq!(table.lines().count(), 4);
+        assert!(table.starts_with("TIER     GROUP           REPLICA"), "{table}");
+        assert_eq!(table.lines().count(), 5);
     }
 }

@@ -53,6 +53,8 @@ pub struct FakeState {
     /// `/readyz` body (`None`: the route answers 404).
     pub readyz: Option<Value>,
     pub metrics: String,
+    /// `GET /api/raft/status` (`None`: 404, as the root answers today).
+    pub raft_status: Option<Value>,
     next_id: u32,
 }
 
@@ -72,6 +74,7 @@ impl Default for FakeState {
             clusters: Vec::new(),
             readyz: None,
             metrics: String::new(),
+            raft_status: None,
             next_id: 0,
         }
     }
@@ -231,6 +234,7 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri:
             }
         }
         (&Method::GET, ["metrics"]) => return s.metrics.clone().into_response(),
+        (&Method::GET, ["api", "raft", "status"]) if s.raft_status.is_some() => return Json(s.raft_status.clone().unwrap()).into_response(),
         _ => {}
     }
 
