@@ -44,6 +44,9 @@ pub struct ClusterAggregate {
     pub active_nodes: u32,
 }
 
+/// Consecutive full reports without an acknowledged instance before it is deployed again.
+pub const MISSING_FULL_REPORTS: u8 = 2;
+
 /// One instance as a cluster reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceReport {
@@ -171,6 +174,7 @@ impl RootState {
                 continue;
             };
             inst.deploy_acked = true;
+            inst.missing_reports = 0;
             for (k, v) in r.fields {
                 inst.reported.insert(k, v);
             }
@@ -184,11 +188,19 @@ impl RootState {
             }
         }
         if full {
-            // Acknowledged instances the cluster no longer holds are dispatched again.
+            // Acknowledged instances the cluster no longer holds are dispatched again. One full
+            // report may have been composed before the cluster committed a deploy it has since
+            // acknowledged, so only the second one in a row that misses an instance counts.
             for (job_id, job) in self.jobs.iter_mut() {
-                for inst in job.instances.values_mut() {
-                    if inst.cluster_id == id && inst.deploy_acked && !listed.contains(&(job_id.clone(), inst.instance_number)) {
+                for inst in job.instances.values_mut().filter(|i| i.cluster_id == id && i.deploy_acked) {
+                    if listed.contains(&(job_id.clone(), inst.instance_number)) {
+                        inst.missing_reports = 0;
+                        continue;
+                    }
+                    inst.missing_reports = inst.missing_reports.saturating_add(1);
+                    if inst.missing_reports >= MISSING_FULL_REPORTS {
                         inst.deploy_acked = false;
+                        inst.missing_reports = 0;
                         let detail = format!("cluster {cluster_name} no longer reports it; deploying it again");
                         inst.set_status(Status::ClusterScheduled.as_str(), &detail, at_ms);
                         changed += 1;

@@ -44,6 +44,9 @@ pub struct InstanceRecord {
     /// Fields the cluster reports (`worker_id`, `publicip`, `host_ip`, …), kept verbatim.
     #[serde(default)]
     pub reported: Map<String, Value>,
+    /// Consecutive full reports of its cluster that did not list this acknowledged instance.
+    #[serde(default)]
+    pub missing_reports: u8,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -191,6 +194,7 @@ impl RootState {
             history: Vec::new(),
             deploy_acked: false,
             reported: Map::new(),
+            missing_reports: 0,
         };
         let detail = "Waiting for scheduling decision";
         inst.set_status(Status::Requested.as_str(), detail, at_ms);
