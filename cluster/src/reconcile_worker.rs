@@ -1,6 +1,7 @@
 //! Worker liveness and reconciliation, on the leader only.
 //!
-//! Every `reconcile_interval_ms`, and at once for a worker that (re)attached to a broker:
+//! Every `reconcile_interval_ms`, and at once for a worker that (re)attached to a broker or just
+//! received a placement (liveness every 100 ms):
 //! 1. Liveness: a worker not heard of for `worker_liveness_ms` (counting from the leader's
 //!    start at the earliest: the grace period) is committed lost; its instances fail and the
 //!    scheduler places them elsewhere. A lost worker that reports again is committed returned.
@@ -135,6 +136,8 @@ pub async fn run(shared: Shared, mut stop: watch::Receiver<bool>) {
             continue;
         }
         let now = Instant::now();
+        // Liveness on every tick: detection is then bounded by the timeout plus one tick.
+        liveness(&shared, now).await;
         let full = now.duration_since(last_full) >= interval;
         let only: Option<HashSet<String>> = if full {
             last_full = now;
@@ -148,7 +151,6 @@ pub async fn run(shared: Shared, mut stop: watch::Receiver<bool>) {
             Some(r)
         };
         if full {
-            liveness(&shared, now).await;
             let running = {
                 let mut view = shared.view();
                 view.expire_running(now, config.liveness());

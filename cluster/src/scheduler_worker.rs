@@ -107,6 +107,10 @@ pub async fn run(shared: Shared, interval: Duration, redeploy_delay_ms: u64, mut
         let decisions = shared.replica.read_local(|s| plan(s, &dynamic, now_ms, redeploy_delay_ms));
         for d in decisions {
             let at_ms = crate::now_ms();
+            let placed_on = match &d {
+                Decision::Place { worker_id, .. } => Some(worker_id.clone()),
+                Decision::Fail { .. } => None,
+            };
             let command = match d {
                 Decision::Place { key, worker_id, expected_worker } => {
                     tracing::info!(instance = %key, worker = %worker_id, previous = %expected_worker, "placing instance");
@@ -118,7 +122,12 @@ pub async fn run(shared: Shared, interval: Duration, redeploy_delay_ms: u64, mut
                 }
             };
             match shared.replica.write(command).await {
-                Ok(Ok(_)) => {}
+                // Deliver at once instead of at the next periodic reconciliation.
+                Ok(Ok(_)) => {
+                    if let Some(w) = placed_on {
+                        shared.view().reattached.insert(w);
+                    }
+                }
                 // Placed, removed or lost meanwhile: the next pass sees the new state.
                 Ok(Err(e)) => tracing::debug!("placement not applied: {e}"),
                 Err(e) => {

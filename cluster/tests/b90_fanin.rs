@@ -31,7 +31,7 @@ struct Sim {
     deployed: Mutex<BTreeMap<(String, u32), (String, Instant)>>,
     /// Workers told to go silent.
     silent: Mutex<std::collections::BTreeSet<String>>,
-    /// When each silenced worker actually disconnected.
+    /// When each silenced worker sent its last report (its death, as the cluster can see it).
     died: Mutex<BTreeMap<String, Instant>>,
     connected: AtomicUsize,
 }
@@ -62,6 +62,7 @@ async fn worker(id: String, host: String, broker: (String, u16), sim: Arc<Sim>) 
     let mut info = node_json(&host);
     info["id"] = json!(id);
     let info = info.to_string();
+    let mut last_report = Instant::now();
     loop {
         tokio::select! {
             polled = eventloop.poll() => match polled {
@@ -93,10 +94,11 @@ async fn worker(id: String, host: String, broker: (String, u16), sim: Arc<Sim>) 
             },
             _ = tick.tick() => {
                 if sim.silent.lock().unwrap().contains(&id) {
-                    sim.died.lock().unwrap().insert(id.clone(), Instant::now());
+                    sim.died.lock().unwrap().insert(id.clone(), last_report);
                     let _ = client.try_disconnect();
                     return;
                 }
+                last_report = Instant::now();
                 let _ = client.try_publish(format!("nodes/{id}/information"), QoS::AtLeastOnce, false, info.clone());
                 let services: Vec<Value> = sim.running.lock().unwrap().get(&id).cloned().unwrap_or_default().iter()
                     .map(|(j, n)| json!({"cpu_percent": "0.10", "memory_percent": "0.5000", "disk": "0", "logs": "", "job_name": j, "virtualization": "docker", "instance": n}))
@@ -205,8 +207,8 @@ async fn worker_fan_in() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     times.sort();
-    // Each time counts from the moment the worker disconnected (its last report was one period
-    // earlier) to the deploy reaching another worker.
+    // Each time counts from the worker's last report (the moment it died, as far as the cluster
+    // can tell) to the deploy reaching another worker.
     println!(
         "BENCH workers={n} registered_in={:.1}s connected_in={:.1}s leader={leader} cpu%={cpu:?} leader_cpu%={:.1} status={status}\n\
          BENCH replacement kills={kills} p50={:.2}s p99={:.2}s max={:.2}s",
