@@ -72,6 +72,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("post", "/api/result/deploy", Public, "External scheduler result (not used by Grove: 501)", 501),
     r!("get", "/frontend/uploader", Public, "File uploader (not implemented: 501)", 501),
     r!("post", "/frontend/uploader", Public, "File uploader (not implemented: 501)", 501),
+    r!("get", "/api/raft/status", Token, "Every replica of the root tier (role, term, leader, indexes) and the registered cluster tiers"),
     r!("get", "/healthz", Public, "The process is alive"),
     r!("get", "/readyz", Public, "This replica knows a leader and can serve (else 503)"),
     r!("get", "/metrics", Public, "Prometheus metrics"),

@@ -34,9 +34,13 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     NotImplemented(String),
-    /// No quorum, no leader, or an outcome that cannot be known (503).
+    /// No quorum or no leader: nothing was changed (503, `"outcome": "not_applied"`).
     #[error("{0}")]
     Unavailable(String),
+    /// A write whose outcome cannot be known: it may have been applied (503,
+    /// `"outcome": "unknown"`; a client must read before retrying).
+    #[error("{0}")]
+    Indeterminate(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -52,7 +56,7 @@ impl ApiError {
             ApiError::InvalidSla { status, .. } => *status,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Indeterminate(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -69,6 +73,8 @@ impl IntoResponse for ApiError {
         });
         match &self {
             ApiError::Unauthorized(m) => body["msg"] = json!(m),
+            ApiError::Unavailable(_) => body["outcome"] = json!("not_applied"),
+            ApiError::Indeterminate(_) => body["outcome"] = json!("unknown"),
             ApiError::InvalidSla { errors, .. } => {
                 body["errors"] = errors
                     .errors()
@@ -90,8 +96,8 @@ impl From<grove_raft::Error> for ApiError {
         use grove_raft::Error as E;
         match e {
             E::Unavailable { .. } => ApiError::Unavailable(format!("the root has no quorum, nothing was changed; retry later ({e})")),
-            E::Indeterminate { .. } => ApiError::Unavailable(format!("the outcome is unknown: {e}")),
-            E::Stopped { .. } => ApiError::Unavailable(format!("this replica is shutting down: {e}")),
+            E::Indeterminate { .. } => ApiError::Indeterminate(format!("the outcome is unknown: {e}")),
+            E::Stopped { .. } => ApiError::Indeterminate(format!("this replica is shutting down; the outcome is unknown: {e}")),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -282,6 +282,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/information/{cluster_id}", post(clusters::information))
         .route("/api/result/deploy", post(clusters::result_deploy))
         .route("/frontend/uploader", any(ops::uploader))
+        .route("/api/raft/status", get(ops::raft_status))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

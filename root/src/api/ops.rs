@@ -15,17 +15,57 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// This replica knows a leader and holds the signing key: it can serve requests.
+/// This replica knows a leader, holds the signing key and has applied the default admin: it
+/// can serve every request (a load balancer routes to it).
 pub async fn readyz(State(api): State<Api>) -> impl IntoResponse {
     let status = api.replica.status();
-    let ready = status.leader_id.is_some() && api.has_key();
-    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let reason = match (status.leader_id, api.has_key()) {
-        (None, _) => "no known leader",
-        (Some(_), false) => "signing key not loaded yet",
-        _ => "ready",
+    let bootstrapped = api.replica.read_local(|s| s.bootstrapped);
+    let reason = if status.leader_id.is_none() {
+        "no known leader"
+    } else if !api.has_key() {
+        "signing key not loaded yet"
+    } else if !bootstrapped {
+        "default organization and admin not applied yet"
+    } else {
+        "ready"
     };
-    (code, Json(json!({ "ready": ready, "reason": reason, "role": status.role, "leader_id": status.leader_id, "term": status.term })))
+    let ready = reason == "ready";
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({ "ready": ready, "reason": reason, "id": status.id, "role": status.role, "leader_id": status.leader_id, "term": status.term });
+    (code, Json(body))
+}
+
+/// `GET /api/raft/status`: every replica of the root tier as it reports itself (grove-raft's
+/// status, asked over the Raft gRPC with a short timeout; `{"id", "addr", "error"}` for one that
+/// does not answer). Cluster tiers are listed with their registered endpoints.
+pub async fn raft_status(State(api): State<Api>, _caller: super::Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    let own = api.replica.status();
+    let addrs: Vec<String> = own.members.iter().map(|m| m.addr.clone()).collect();
+    let client = grove_raft::client::GroupClient::new(crate::RAFT_GROUP, &addrs, std::time::Duration::from_secs(1))
+        .map_err(|e| ApiError::Internal(format!("raft status client: {e}")))?;
+    let replica = &api.replica;
+    let asks = own.members.iter().map(|m| {
+        let client = &client;
+        async move {
+            if m.id == own.id {
+                return serde_json::to_value(replica.status()).unwrap_or_default();
+            }
+            match client.status_of(&m.addr).await {
+                Ok(s) => serde_json::to_value(s).unwrap_or_default(),
+                Err(e) => json!({ "id": m.id, "addr": m.addr, "error": e.to_string() }),
+            }
+        }
+    });
+    let replicas = futures::future::join_all(asks).await;
+    let clusters: Vec<serde_json::Value> = api.replica.read_local(|s| {
+        s.clusters
+            .values()
+            .map(|c| json!({ "tier": "cluster", "group": format!("cluster-{}", c.name), "active": c.active, "endpoints": c.endpoints, "replicas": [] }))
+            .collect()
+    });
+    let mut tiers = vec![json!({ "tier": "root", "group": crate::RAFT_GROUP, "replicas": replicas })];
+    tiers.extend(clusters);
+    Ok(Json(json!({ "tiers": tiers })))
 }
 
 /// Prometheus text format.
