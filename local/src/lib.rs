@@ -40,11 +40,22 @@ pub struct Layout {
     pub cluster_lost_after_ms: u64,
     /// A worker silent this long is lost at its cluster (`worker_liveness_ms`).
     pub worker_liveness_ms: u64,
+    /// Worker `w` runs its containers in containerd namespace `<prefix>-w<w+1>`.
+    pub namespace_prefix: String,
 }
 
 impl Default for Layout {
     fn default() -> Self {
-        Layout { base_port: 10000, roots: 3, clusters: 2, cluster_replicas: 3, workers: 2, cluster_lost_after_ms: 15_000, worker_liveness_ms: 6_000 }
+        Layout {
+            base_port: 10000,
+            roots: 3,
+            clusters: 2,
+            cluster_replicas: 3,
+            workers: 2,
+            cluster_lost_after_ms: 15_000,
+            worker_liveness_ms: 6_000,
+            namespace_prefix: "grove-local".into(),
+        }
     }
 }
 
@@ -82,6 +93,11 @@ impl Layout {
     /// Every registration/API URL of cluster `c`.
     pub fn cluster_urls(&self, c: u16) -> Vec<String> {
         (0..self.cluster_replicas).map(|r| format!("http://127.0.0.1:{}", self.cluster_api(c, r))).collect()
+    }
+
+    /// The containerd namespace of worker `w` (each worker has its own).
+    pub fn worker_namespace(&self, w: u16) -> String {
+        format!("{}-w{}", self.namespace_prefix, w + 1)
     }
 
     pub fn cluster_name(c: u16) -> String {
@@ -246,7 +262,7 @@ impl Topology {
                 &config,
                 format!(
                     "cluster_endpoints = [{endpoints}]\nmqtt_brokers = [{brokers}]\ncontainerd_namespace = {:?}\nlog_directory = {:?}\nhostname = {:?}\n",
-                    worker_namespace(w),
+                    layout.worker_namespace(w),
                     logs.display().to_string(),
                     format!("local-{name}"),
                 ),
@@ -432,12 +448,13 @@ impl Topology {
         }
     }
 
-    /// The last `lines` lines of a member's log.
+    /// The last `lines` lines of a member's log; from its panic message on, when it panicked.
     pub fn log_tail(&self, name: &str, lines: usize) -> String {
         let Some(m) = self.members.get(name) else { return String::new() };
         let text = std::fs::read_to_string(&m.log).unwrap_or_default();
         let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        let from = all.iter().position(|l| l.contains("panicked at")).unwrap_or(all.len().saturating_sub(lines));
+        all[from..all.len().min(from + lines)].join("\n")
     }
 }
 
@@ -453,10 +470,6 @@ impl Drop for Topology {
     }
 }
 
-/// The containerd namespace of worker `w` (each worker has its own).
-pub fn worker_namespace(w: u16) -> String {
-    format!("grove-local-w{}", w + 1)
-}
 
 #[cfg(test)]
 mod tests {

@@ -77,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     for w in 0..layout.workers {
-        println!("  worker-{}                 attached to {} (containerd namespace {})", w + 1, Layout::cluster_name(w % layout.clusters), grove_local::worker_namespace(w));
+        println!("  worker-{}                 attached to {} (containerd namespace {})", w + 1, Layout::cluster_name(w % layout.clusters), layout.worker_namespace(w));
     }
     println!("  data and logs            {}", topology.dir.display());
     println!();
