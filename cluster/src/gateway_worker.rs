@@ -59,7 +59,7 @@ pub async fn run(shared: Shared, link: (LinkTx, LinkRx), mut outbox: mpsc::Unbou
     tracing::info!("MQTT gateway subscribed to {}", SUBSCRIPTIONS.join(", "));
     // Attachments the leader has not confirmed yet: repeated in every batch until it has.
     let unconfirmed: Arc<Mutex<HashSet<String>>> = Arc::default();
-    let (flush_tx, flush_rx) = mpsc::channel::<Flush>(4);
+    let (flush_tx, flush_rx) = mpsc::channel::<Flush>(1);
     let forwarder = tokio::spawn(forward(shared.clone(), flush_rx, unconfirmed.clone()));
 
     let mut local: HashMap<String, Local> = HashMap::new();
@@ -92,6 +92,12 @@ pub async fn run(shared: Shared, link: (LinkTx, LinkRx), mut outbox: mpsc::Unbou
             },
             Some(m) = outbox.recv() => publish(&shared, &mut tx, m),
             _ = tick.tick() => {
+                // While the forwarder is busy, keep accumulating: nothing is dropped, the next
+                // flush carries the newer observations.
+                let Ok(permit) = flush_tx.try_reserve() else {
+                    tracing::debug!("the forwarder is busy; merging this flush into the next");
+                    continue;
+                };
                 let now = Instant::now();
                 local.retain(|_, l| now.duration_since(l.last_seen) < liveness * 4);
                 shared.metrics.attached_workers.store(local.values().filter(|l| now.duration_since(l.last_seen) < liveness).count() as u64, Ordering::Relaxed);
@@ -110,10 +116,7 @@ pub async fn run(shared: Shared, link: (LinkTx, LinkRx), mut outbox: mpsc::Unbou
                 if workers.is_empty() && statuses.is_empty() {
                     continue;
                 }
-                let flush = Flush { statuses: statuses.drain().collect(), observations: Observations { replica: shared.replica.id(), workers } };
-                if flush_tx.try_send(flush).is_err() {
-                    tracing::warn!("the forwarder is behind; dropping one observation batch");
-                }
+                permit.send(Flush { statuses: statuses.drain().collect(), observations: Observations { replica: shared.replica.id(), workers } });
             }
         }
     }

@@ -176,23 +176,31 @@ async fn liveness(shared: &Shared, now: Instant) {
         let view = shared.view();
         shared.replica.read_local(|s| plan_liveness(s, &view, now, shared.config.liveness()))
     };
-    for (id, silent) in lost {
-        let detail = format!("worker {id} lost: no report for {:.1} s", silent.as_secs_f64());
-        tracing::warn!(worker = %id, silent_ms = silent.as_millis() as u64, "worker lost; its instances will be placed elsewhere");
-        match shared.replica.write(ClusterCommand::WorkerLost { id, detail, at_ms: crate::now_ms() }).await {
+    // One command per verdict kind: a burst (a partitioned rack, a dead broker) costs one
+    // Raft entry, not one per worker.
+    if !lost.is_empty() {
+        let workers: Vec<(String, String)> = lost
+            .iter()
+            .map(|(id, silent)| {
+                tracing::warn!(worker = %id, silent_ms = silent.as_millis() as u64, "worker lost; its instances will be placed elsewhere");
+                (id.clone(), format!("worker {id} lost: no report for {:.1} s", silent.as_secs_f64()))
+            })
+            .collect();
+        let n = workers.len() as u64;
+        match shared.replica.write(ClusterCommand::WorkersLost { workers, at_ms: crate::now_ms() }).await {
             Ok(_) => {
-                shared.metrics.workers_lost_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                shared.metrics.workers_lost_total.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
             }
-            Err(e) => tracing::warn!("worker loss not committed: {e}"),
+            Err(e) => tracing::warn!("worker losses not committed: {e}"),
         }
     }
-    for id in returned {
-        tracing::info!(worker = %id, "lost worker reports again");
-        if let Err(e) = shared.replica.write(ClusterCommand::WorkerReturned { id: id.clone(), at_ms: crate::now_ms() }).await {
-            tracing::warn!("worker return not committed: {e}");
+    if !returned.is_empty() {
+        tracing::info!(workers = ?returned, "lost workers report again");
+        match shared.replica.write(ClusterCommand::WorkersReturned { ids: returned.clone(), at_ms: crate::now_ms() }).await {
+            // Reconcile them at once: they may still run instances that moved elsewhere.
+            Ok(_) => shared.view().reattached.extend(returned),
+            Err(e) => tracing::warn!("worker returns not committed: {e}"),
         }
-        // Reconcile it at once: it may still run instances that moved elsewhere.
-        shared.view().reattached.insert(id);
     }
 }
 

@@ -128,20 +128,23 @@ async fn worker_fan_in() {
     let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).pool_max_idle_per_host(64).build().unwrap();
     let sim = Arc::new(Sim::default());
 
-    // Register (64 at a time) and connect.
+    // Register (64 at a time); each worker connects as soon as it has its id.
     let started = Instant::now();
-    let ids: Vec<String> = {
+    {
         use futures::StreamExt;
         futures::stream::iter(0..n)
             .map(|i| {
                 let http = http.clone();
                 let api = apis[i % apis.len()].clone();
+                let broker = brokers[i % brokers.len()].clone();
+                let sim = sim.clone();
                 async move {
                     loop {
                         if let Ok(r) = http.post(format!("{api}/api/node/register")).json(&node_json(&format!("sim-{i}"))).send().await {
                             if let Ok(v) = r.json::<Value>().await {
                                 if let Some(id) = v["id"].as_str() {
-                                    return id.to_owned();
+                                    tokio::spawn(worker(id.to_owned(), format!("sim-{i}"), broker, sim));
+                                    return;
                                 }
                             }
                         }
@@ -149,22 +152,21 @@ async fn worker_fan_in() {
                     }
                 }
             })
-            .buffered(64)
-            .collect()
-            .await
-    };
-    let registered_in = started.elapsed();
-    for (i, id) in ids.iter().enumerate() {
-        tokio::spawn(worker(id.clone(), format!("sim-{i}"), brokers[i % brokers.len()].clone(), sim.clone()));
-        if i % 100 == 99 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            .buffer_unordered(64)
+            .collect::<Vec<()>>()
+            .await;
     }
+    let registered_in = started.elapsed();
+    eprintln!("BENCH registered {n} workers in {:.1}s", registered_in.as_secs_f64());
     while sim.connected.load(Ordering::Relaxed) < n {
+        if started.elapsed().as_secs() % 10 == 0 {
+            eprintln!("BENCH {} connected", sim.connected.load(Ordering::Relaxed));
+        }
         assert!(started.elapsed() < Duration::from_secs(600), "only {} of {n} connected", sim.connected.load(Ordering::Relaxed));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let connected_in = started.elapsed();
+    eprintln!("BENCH all {n} connected after {:.1}s", connected_in.as_secs_f64());
 
     // Steady state: CPU per replica over 20 s, after 10 s to settle.
     tokio::time::sleep(Duration::from_secs(10)).await;

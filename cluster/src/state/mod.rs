@@ -66,6 +66,11 @@ pub enum ClusterCommand {
     WorkerLost { id: String, detail: String, at_ms: u64 },
     /// A lost worker reports again.
     WorkerReturned { id: String, at_ms: u64 },
+    /// Several workers lost at once (`(id, detail)`); unknown ids are skipped, so a batch
+    /// applies as a whole.
+    WorkersLost { workers: Vec<(String, String)>, at_ms: u64 },
+    /// Several lost workers report again; unknown ids are skipped.
+    WorkersReturned { ids: Vec<String>, at_ms: u64 },
     /// The root asks for an instance (idempotent on job id + instance number).
     Deploy { job_id: String, instance_number: u32, job: Job, at_ms: u64 },
     /// The root removes an instance, or every instance of the job (`None`).
@@ -132,6 +137,24 @@ impl grove_raft::StateMachine for ClusterState {
             RegisterWorker { id, info, at_ms } => self.register_worker(id, info, at_ms),
             WorkerLost { id, detail, at_ms } => self.worker_lost(&id, &detail, at_ms),
             WorkerReturned { id, at_ms } => self.worker_returned(&id, at_ms),
+            WorkersLost { workers, at_ms } => {
+                let mut changed = 0;
+                for (id, detail) in &workers {
+                    if let Ok(Applied::Changed(n)) = self.worker_lost(id, detail, at_ms) {
+                        changed += n;
+                    }
+                }
+                Ok(Applied::Changed(changed))
+            }
+            WorkersReturned { ids, at_ms } => {
+                let mut changed = 0;
+                for id in &ids {
+                    if let Ok(Applied::Changed(n)) = self.worker_returned(id, at_ms) {
+                        changed += n;
+                    }
+                }
+                Ok(Applied::Changed(changed))
+            }
             Deploy { job_id, instance_number, job, at_ms } => self.deploy(job_id, instance_number, job, at_ms),
             Undeploy { job_id, instance_number, at_ms } => self.undeploy(&job_id, instance_number, at_ms),
             Place { key, worker_id, expected_worker, at_ms } => self.place(&key, &worker_id, &expected_worker, at_ms),

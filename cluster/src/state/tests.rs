@@ -172,3 +172,17 @@ fn commands_round_trip_as_json() {
     assert!(text.contains("\"op\":\"report_statuses\""), "{text}");
     assert_eq!(serde_json::from_str::<ClusterCommand>(&text).unwrap(), c);
 }
+
+#[test]
+fn batched_losses_and_returns_skip_unknown_workers() {
+    let mut s = with_worker_and_instance();
+    ok(&mut s, ClusterCommand::RegisterWorker { id: "w2".into(), info: node("host-2"), at_ms: 1 });
+    let lost = ClusterCommand::WorkersLost { workers: vec![("w1".into(), "silent".into()), ("ghost".into(), "x".into()), ("w2".into(), "silent".into())], at_ms: 5 };
+    assert_eq!(ok(&mut s, lost.clone()), Applied::Changed(3), "two workers and one instance");
+    assert_eq!(ok(&mut s, lost), Applied::Changed(0));
+    assert!(s.workers.values().all(|w| w.lost));
+    assert_eq!(s.instances["j1/0"].status, "FAILED");
+    let back = ClusterCommand::WorkersReturned { ids: vec!["w2".into(), "ghost".into()], at_ms: 6 };
+    assert_eq!(ok(&mut s, back), Applied::Changed(1));
+    assert!(!s.workers["w2"].lost && s.workers["w1"].lost);
+}
