@@ -59,6 +59,22 @@ pub(crate) struct Inner<S> {
     timing: Timing,
     server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
     db_closed: Mutex<Option<crate::store::Closed>>,
+    reads: ReadIndexBatch,
+}
+
+/// Shares one leadership confirmation among concurrent read-index requests on the leader.
+///
+/// Every confirmation (openraft's `get_read_log_id`) is a heartbeat round to a quorum; one per
+/// request makes concurrent reads queue behind each other's rounds. A request may use a round
+/// only if the round *started after the request arrived* (else a write acknowledged between
+/// the round's start and the request's arrival could be missed), so requests take a ticket on
+/// arrival and a round records the next ticket when it starts: at most two rounds serve any
+/// burst of concurrent reads.
+#[derive(Default)]
+struct ReadIndexBatch {
+    tickets: AtomicU64,
+    /// Held while a round runs; holds the last round's first excluded ticket and answer.
+    last: tokio::sync::Mutex<Option<(u64, Reply)>>,
 }
 
 /// Where a leader-only call goes.
@@ -111,6 +127,7 @@ impl<S: StateMachine> Replica<S> {
             timing: config.timing.clone(),
             server: Mutex::new(None),
             db_closed: Mutex::new(Some(db_closed)),
+            reads: ReadIndexBatch::default(),
         });
 
         let (stop_tx, stop_rx) = oneshot::channel();
@@ -430,6 +447,19 @@ impl<S: StateMachine> Inner<S> {
         }
     }
 
+    /// One heartbeat round confirming leadership: the read index, or why there is none.
+    async fn confirm_read_index(&self, deadline: Instant) -> Reply {
+        match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
+            Err(_) => failure(failure::Kind::Unavailable, "leadership not confirmed by a quorum within the request timeout"),
+            Ok(Ok((read, _applied))) => Reply::ReadIndex(read.map_or(0, |l| l.index)),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => self.redirect(f.leader_id),
+            Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
+                failure(failure::Kind::Unavailable, e.to_string())
+            }
+            Ok(Err(RaftError::Fatal(e))) => self.fatal_reply(e, false),
+        }
+    }
+
     /// Execute `op` on this replica as leader. Answers a redirect when leadership has moved.
     pub(crate) async fn on_leader(&self, op: Op, deadline: Instant) -> Reply {
         match op {
@@ -447,15 +477,21 @@ impl<S: StateMachine> Inner<S> {
                     Ok(Err(RaftError::Fatal(e))) => self.fatal_reply(e, true),
                 }
             }
-            Op::ReadIndex(_) => match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
-                Err(_) => failure(failure::Kind::Unavailable, "leadership not confirmed by a quorum within the request timeout"),
-                Ok(Ok((read, _applied))) => Reply::ReadIndex(read.map_or(0, |l| l.index)),
-                Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => self.redirect(f.leader_id),
-                Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(e)))) => {
-                    failure(failure::Kind::Unavailable, e.to_string())
+            Op::ReadIndex(_) => {
+                let ticket = self.reads.tickets.fetch_add(1, Ordering::SeqCst);
+                let Ok(mut last) = tokio::time::timeout_at(deadline, self.reads.last.lock()).await else {
+                    return failure(failure::Kind::Unavailable, "leadership not confirmed by a quorum within the request timeout");
+                };
+                if let Some((start, reply)) = last.as_ref() {
+                    if ticket < *start {
+                        return reply.clone();
+                    }
                 }
-                Ok(Err(RaftError::Fatal(e))) => self.fatal_reply(e, false),
-            },
+                let start = self.reads.tickets.load(Ordering::SeqCst);
+                let reply = self.confirm_read_index(deadline).await;
+                *last = Some((start, reply.clone()));
+                reply
+            }
             Op::AddLearner(Learner { id, addr }) => {
                 match tokio::time::timeout_at(deadline, self.raft.add_learner(id, BasicNode::new(addr), true)).await {
                     Err(_) => failure(failure::Kind::Indeterminate, format!("learner {id} not added within the deadline")),

@@ -125,3 +125,47 @@ async fn replicas_can_be_added_and_removed() {
     assert!(err.to_string().contains("cannot be empty"), "{err}");
     group.shutdown().await;
 }
+
+/// Many concurrent linearizable reads on every replica (the leader shares heartbeat rounds
+/// among them) while writes go on: a read never misses a write acknowledged before it began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_see_every_write_acknowledged_before_them() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let group = Arc::new(TestGroup::start(3).await);
+    group.leader().await;
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (group, acked) = (group.clone(), acked.clone());
+        tokio::spawn(async move {
+            for i in 1..=60u64 {
+                group.replica([1, 2, 3][i as usize % 3]).write(put("counter", &i.to_string())).await.expect("write");
+                acked.store(i, Ordering::SeqCst);
+            }
+        })
+    };
+    let mut readers = Vec::new();
+    for r in 0..24u64 {
+        let (group, acked) = (group.clone(), acked.clone());
+        readers.push(tokio::spawn(async move {
+            let mut reads = 0;
+            while acked.load(Ordering::SeqCst) < 60 {
+                let floor = acked.load(Ordering::SeqCst);
+                let seen = group
+                    .replica(r % 3 + 1)
+                    .read_linearizable(|kv| kv.get("counter").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+                    .await
+                    .expect("linearizable read");
+                assert!(seen >= floor, "replica {} read {seen} after write {floor} was acknowledged", r % 3 + 1);
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    writer.await.unwrap();
+    let mut total = 0;
+    for r in readers {
+        total += r.await.unwrap();
+    }
+    assert!(total > 24, "the readers ran ({total} reads)");
+}
