@@ -195,12 +195,26 @@ impl Drop for Deployment {
                 }
             }
             let _ = self.ctr(ns, &["images", "rm", "grove.local/hello:1"]);
-            if let Some(out) = self.ctr(ns, &["content", "ls", "-q"]) {
-                for blob in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = self.ctr(ns, &["content", "rm", blob]);
+            // containerd removes snapshots and blobs in the background: a namespace that still
+            // holds some cannot be removed yet.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            loop {
+                if let Some(out) = self.ctr(ns, &["snapshots", "ls"]) {
+                    for key in String::from_utf8_lossy(&out.stdout).lines().skip(1).filter_map(|l| l.split_whitespace().next()) {
+                        let _ = self.ctr(ns, &["snapshots", "rm", key]);
+                    }
                 }
+                if let Some(out) = self.ctr(ns, &["content", "ls", "-q"]) {
+                    for blob in String::from_utf8_lossy(&out.stdout).lines() {
+                        let _ = self.ctr(ns, &["content", "rm", blob]);
+                    }
+                }
+                let removed = Command::new("ctr").arg("-a").arg(&self.socket).args(["namespaces", "rm", ns]).output();
+                if removed.is_ok_and(|o| o.status.success()) || Instant::now() > deadline {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(500));
             }
-            let _ = Command::new("ctr").arg("-a").arg(&self.socket).args(["namespaces", "rm", ns]).output();
         }
         let _ = std::fs::remove_dir_all(&self.log_dir);
         for image in IMAGES {
