@@ -353,6 +353,10 @@ impl<S: StateMachine> Inner<S> {
     /// Run a leader-only operation here or on the leader, until it succeeds, fails for good, or
     /// the deadline passes.
     pub(crate) async fn route_leader_op(&self, op: Op, deadline: Instant) -> Result<Reply> {
+        // "Not applied, no quorum" right after an election is usually a leader whose followers
+        // have not answered yet: ask again for up to one election timeout before answering it.
+        let mut unavailable_since: Option<Instant> = None;
+        let patience = Duration::from_millis(self.timing.election_timeout_max_ms);
         loop {
             let reply = match self.route(deadline).await? {
                 Route::Here => self.on_leader(op.clone(), deadline).await,
@@ -368,6 +372,13 @@ impl<S: StateMachine> Inner<S> {
                     // the new leader rather than trusting the hint blindly.
                     if Instant::now() >= deadline {
                         return Err(self.unavailable("leadership kept changing until the request timed out"));
+                    }
+                    self.pause(deadline).await;
+                }
+                Reply::Failure(f) if f.kind == failure::Kind::Unavailable as i32 => {
+                    let since = *unavailable_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= patience || Instant::now() >= deadline {
+                        return Err(self.failure_error(f));
                     }
                     self.pause(deadline).await;
                 }

@@ -115,8 +115,11 @@ async fn main() -> anyhow::Result<()> {
                         Ok(r) if r.status().is_success() => match r.bytes().await {
                             Ok(body) => {
                                 if let Phase::CreateApplication = phase {
+                                    // The answer lists all the caller's applications (as upstream).
                                     let doc: Value = serde_json::from_slice(&body).unwrap_or_default();
-                                    if let Some(id) = doc[0]["microservices"][0].as_str() {
+                                    let name = format!("c{c}n{i}");
+                                    let app = doc.as_array().and_then(|a| a.iter().find(|app| app["application_name"] == name.as_str()));
+                                    if let Some(id) = app.and_then(|app| app["microservices"][0].as_str()) {
                                         created.lock().unwrap().push(id.to_owned());
                                     }
                                 }
@@ -124,7 +127,16 @@ async fn main() -> anyhow::Result<()> {
                             }
                             Err(_) => false,
                         },
-                        _ => false,
+                        Ok(r) => {
+                            let status = r.status();
+                            let text = r.text().await.unwrap_or_default();
+                            eprintln!("{phase:?}: {status}: {}", text.chars().take(200).collect::<String>());
+                            false
+                        }
+                        Err(e) => {
+                            eprintln!("{phase:?}: {e}");
+                            false
+                        }
                     };
                     if ok {
                         h.record(t0.elapsed().as_micros() as u64).unwrap();
@@ -143,6 +155,16 @@ async fn main() -> anyhow::Result<()> {
             all.add(t.await?).unwrap();
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let log = roots[0].replica.status();
+        let (jobs, max_instances, max_history) = roots[0].replica.read_local(|s| {
+            let max_i = s.jobs.values().map(|j| j.instances.len()).max().unwrap_or(0);
+            let max_h = s.jobs.values().flat_map(|j| j.instances.values()).map(|i| i.history.len()).max().unwrap_or(0);
+            (s.jobs.len(), max_i, max_h)
+        });
+        eprintln!(
+            "after {phase:?}: applied index {} (snapshot {:?}); {jobs} services, at most {max_instances} instances each, {max_history} status changes per instance",
+            log.applied_index, log.snapshot_index
+        );
         let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
         println!(
             "| {phase:?} | {} | {} | {} | {:.0} | {:.1} | {:.1} | {:.1} |",

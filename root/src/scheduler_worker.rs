@@ -174,6 +174,15 @@ mod tests {
     }
 
     #[test]
+    fn without_any_cluster_the_outcome_is_committed_once() {
+        let mut s = state_with(&[], 100, serde_json::json!([]), 3);
+        let ds = plan(&s);
+        assert_eq!(ds.len(), 3, "{ds:?}");
+        apply_all(&mut s, ds);
+        assert_eq!(plan(&s), vec![], "nothing changed, nothing to commit");
+    }
+
+    #[test]
     fn capacity_and_direct_constraints() {
         let s = state_with(&[("c1", "one", 4, 100, true)], 500, serde_json::json!([]), 1);
         assert!(matches!(&plan(&s)[0], Decision::Fail { status, detail, .. } if status == "NoActiveClusterWithCapacity" && detail.contains("MB")));
