@@ -47,7 +47,7 @@ size() { stat -c %s "$1"; }
 
 layer=$(blob "$work/layer.tar")
 cat >"$work/config.json" <<EOF
-{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh","-c","echo hello from grove; while true; do sleep 5; done"]},"rootfs":{"type":"layers","diff_ids":["sha256:$layer"]}}
+{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/bin"],"Cmd":["/bin/sh","-c","trap 'exit 0' TERM; echo hello from grove; while true; do sleep 5 & wait \$!; done"]},"rootfs":{"type":"layers","diff_ids":["sha256:$layer"]}}
 EOF
 config=$(blob "$work/config.json")
 cat >"$work/manifest.json" <<EOF

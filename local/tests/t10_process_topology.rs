@@ -207,7 +207,14 @@ impl Drop for Namespaces {
                 }
             }
             let _ = ctr(&["images", "rm", "grove.local/hello:1"]);
-            let _ = Command::new("ctr").arg("-a").arg(&self.socket).args(["namespaces", "rm", ns]).output();
+            // containerd removes content and snapshots in the background: retry for a while.
+            for _ in 0..50 {
+                let out = Command::new("ctr").arg("-a").arg(&self.socket).args(["namespaces", "rm", ns]).output();
+                if out.map(|o| o.status.success()).unwrap_or(true) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
         }
     }
 }
