@@ -5,8 +5,8 @@
 //!    back-off up to 5 s). Registration is an upsert by cluster name, so the id is stable; it is
 //!    committed so every replica shows it.
 //! 2. Open the `Report` stream and send a full report at once (the root resynchronises from
-//!    it), then every `root_report_interval_ms` the instance status changes since the last
-//!    report with the aggregate, and every `root_full_report_interval_ms` a full report.
+//!    it), then the instance status changes as soon as they are committed (looked for every
+//!    100 ms) with the aggregate, at least every `root_report_interval_ms`, and every `root_full_report_interval_ms` a full report.
 //! 3. When the stream fails or this replica stops leading, start again from 1. The cluster
 //!    keeps scheduling and healing while the root is away; the next full report carries
 //!    everything that happened meanwhile.
@@ -89,6 +89,9 @@ pub fn aggregate(state: &ClusterState, view: &LeaderView) -> Aggregate {
     a.memory_percent = if mem_n > 0 { mem / f64::from(mem_n) } else { 0.0 };
     a
 }
+
+/// How often the leader looks for instance changes to report to the root.
+const CHANGE_CHECK: Duration = Duration::from_millis(100);
 
 /// The changes between two views: changed or new instances, and removed ones as `UNDEPLOYED`.
 pub fn changes(last: &HashMap<String, InstanceStatus>, now: &HashMap<String, InstanceStatus>) -> Vec<InstanceStatus> {
@@ -180,9 +183,13 @@ async fn session(shared: &Shared, next: &mut usize, stop: &mut watch::Receiver<b
     let mut last: HashMap<String, InstanceStatus> = HashMap::new();
     let mut sequence = 0u64;
     let mut last_full: Option<Instant> = None;
-    let mut tick = tokio::time::interval(Duration::from_millis(config.root_report_interval_ms));
+    // Changes are looked for every CHANGE_CHECK and sent at once; without changes a report (the
+    // aggregate, and the root's sign of life) goes every `root_report_interval_ms`.
+    let heartbeat = Duration::from_millis(config.root_report_interval_ms);
+    let mut tick = tokio::time::interval(CHANGE_CHECK.min(heartbeat));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let full_every = Duration::from_millis(config.root_full_report_interval_ms);
+    let mut last_sent: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = stop.changed() => return Ok(()),
@@ -202,6 +209,10 @@ async fn session(shared: &Shared, next: &mut usize, stop: &mut watch::Receiver<b
                     shared.replica.read_local(|s| (instance_statuses(s), aggregate(s, &view)))
                 };
                 let instances = if full { changes(&HashMap::new(), &now) } else { changes(&last, &now) };
+                if !full && instances.is_empty() && last_sent.is_some_and(|at| at.elapsed() < heartbeat) {
+                    continue;
+                }
+                last_sent = Some(Instant::now());
                 sequence += 1;
                 let report = ClusterReport { cluster_id: cluster_id.clone(), aggregate: Some(agg), instances, full, sequence };
                 match tokio::time::timeout(timeout, tx.send(report)).await {
