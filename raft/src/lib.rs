@@ -28,7 +28,7 @@ pub use app::StateMachine;
 pub use config::{parse_peers, ReplicaConfig, SnapshotConfig, Timing};
 pub use error::{Error, Result};
 pub use network::NetworkFaults;
-pub use replica::{Member, Replica, ReplicaStatus};
+pub use replica::{Member, Replica, ReplicaStatus, StateDigest};
 pub use types::NodeId;
 
 /// Largest gRPC message a replica sends or accepts (a batch of log entries; snapshots stream).

@@ -205,6 +205,11 @@ impl<S: StateMachine> Replica<S> {
         self.inner.status()
     }
 
+    /// [`Self::status`] with the digest of the applied state.
+    pub fn status_with_digest(&self) -> ReplicaStatus {
+        self.inner.status_with_digest()
+    }
+
     pub fn id(&self) -> NodeId {
         self.inner.id
     }
@@ -584,8 +589,28 @@ impl<S: StateMachine> Inner<S> {
             purged_index: m.purged.map(|l| l.index),
             members,
             millis_since_quorum_ack: m.millis_since_quorum_ack,
+            state_digest: None,
         }
     }
+
+    /// The status with a digest of the applied state: the applied index and a hash of the
+    /// state's snapshot encoding, read under one lock so the two belong together. Replicas at
+    /// the same applied index must have the same digest.
+    pub(crate) fn status_with_digest(&self) -> ReplicaStatus {
+        let mut status = self.status();
+        let state = self.state.read().expect("state lock");
+        let index = state.last_applied.map_or(0, |l| l.index);
+        status.state_digest = Some(match state.app.snapshot() {
+            Ok(bytes) => StateDigest { applied_index: index, hash: format!("{:016x}", fnv1a(&bytes)) },
+            Err(e) => StateDigest { applied_index: index, hash: format!("unavailable: {e}") },
+        });
+        status
+    }
+}
+
+/// FNV-1a, 64 bits: stable across builds and processes (unlike std's hasher).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 fn failure(kind: failure::Kind, message: impl Into<String>) -> Reply {
@@ -611,6 +636,16 @@ pub struct ReplicaStatus {
     pub members: Vec<Member>,
     /// On the leader: how long since a quorum last acknowledged it.
     pub millis_since_quorum_ack: Option<u64>,
+    /// Asked for with the status (`StatusRequest.digest`): the applied state's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_digest: Option<StateDigest>,
+}
+
+/// A hash of a replica's applied state at an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDigest {
+    pub applied_index: u64,
+    pub hash: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -196,7 +196,8 @@ impl<S: StateMachine> RaftRpc for Service<S> {
         if !m.group.is_empty() {
             self.admit(&m.group, 0)?;
         }
-        let json = serde_json::to_string(&self.inner.status()).map_err(|e| Status::internal(e.to_string()))?;
+        let status = if m.digest { self.inner.status_with_digest() } else { self.inner.status() };
+        let json = serde_json::to_string(&status).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(StatusReply { json }))
     }
 }

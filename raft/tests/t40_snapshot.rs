@@ -40,6 +40,15 @@ async fn lagging_replica_catches_up_through_a_snapshot() {
     assert_eq!(data.get("first").map(String::as_str), Some("1"));
     assert_eq!(data.get("k299").map(String::as_str), Some("v299"));
 
+    // Every replica, the one rebuilt from a snapshot included, holds the same state: the same
+    // digest at the same applied index.
+    let digests: Vec<_> = group.replicas.keys().map(|id| group.replica(*id).status_with_digest().state_digest.unwrap()).collect();
+    assert!(digests.iter().all(|d| d == &digests[0]), "digests differ after convergence: {digests:?}");
+    assert!(digests[0].applied_index >= 301, "{digests:?}");
+    group.replica(leader).write(put("first", "changed")).await.unwrap();
+    let after = group.replica(leader).status_with_digest().state_digest.unwrap();
+    assert_ne!(after.hash, digests[0].hash, "a changed state must change the digest");
+
     // The caught-up replica serves linearizable reads and forwards writes like any other.
     group.replica(lagging).write(put("after", "catch-up")).await.unwrap();
     let v = group.replica(lagging).read_linearizable(|kv| kv.get("after").cloned()).await.unwrap();
