@@ -19,12 +19,68 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::Value;
 
+pub mod netns;
+
 /// Where containerd may listen (the same list as grove-worker's).
 pub const CONTAINERD_SOCKETS: [&str; 2] = ["/run/containerd/containerd.sock", "/var/run/docker/containerd/containerd.sock"];
 
 /// The first containerd socket that exists.
 pub fn containerd_socket() -> Option<PathBuf> {
     CONTAINERD_SOCKETS.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// The ids of the tasks RUNNING in a containerd namespace (`<job name>.instance.<n>` for
+/// Grove's instances), read with `ctr`.
+pub fn running_tasks(socket: &Path, namespace: &str) -> Vec<String> {
+    let Ok(out) = Command::new("ctr").arg("-a").arg(socket).args(["-n", namespace, "tasks", "ls"]).output() else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(2) == Some("RUNNING"))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect()
+}
+
+/// Removes containerd namespaces (their tasks, containers and images, then the namespace)
+/// when dropped: what a test or a chaos run leaves behind on the machine's containerd.
+pub struct ContainerdNamespaces {
+    pub socket: PathBuf,
+    pub names: Vec<String>,
+}
+
+impl Drop for ContainerdNamespaces {
+    fn drop(&mut self) {
+        for ns in &self.names {
+            let ctr = |args: &[&str]| Command::new("ctr").arg("-a").arg(&self.socket).args(["-n", ns]).args(args).output();
+            if let Ok(out) = ctr(&["tasks", "ls", "-q"]) {
+                for task in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = ctr(&["tasks", "kill", "-s", "SIGKILL", task]);
+                    std::thread::sleep(Duration::from_millis(200));
+                    let _ = ctr(&["tasks", "delete", "-f", task]);
+                }
+            }
+            if let Ok(out) = ctr(&["containers", "ls", "-q"]) {
+                for c in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = ctr(&["containers", "delete", c]);
+                }
+            }
+            if let Ok(out) = ctr(&["images", "ls", "-q"]) {
+                for image in String::from_utf8_lossy(&out.stdout).lines() {
+                    let _ = ctr(&["images", "rm", image]);
+                }
+            }
+            // containerd removes content and snapshots in the background: retry for a while.
+            for _ in 0..50 {
+                let out = Command::new("ctr").arg("-a").arg(&self.socket).args(["namespaces", "rm", ns]).output();
+                if out.map(|o| o.status.success()).unwrap_or(true) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
 }
 
 /// The shape of a topology.
@@ -42,6 +98,19 @@ pub struct Layout {
     pub worker_liveness_ms: u64,
     /// Worker `w` runs its containers in containerd namespace `<prefix>-w<w+1>`.
     pub namespace_prefix: String,
+    /// Where the members listen.
+    pub network: Network,
+}
+
+/// Where a topology's members listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Network {
+    /// All on 127.0.0.1 (the default).
+    Loopback,
+    /// Each member in its own network namespace on a bridge, at `10.<subnet>.0.<host>`, so
+    /// members can be partitioned for real ([`netns::Net`]); needs root. `tag` (≤ 8 letters or
+    /// digits) names the namespaces and interfaces.
+    Namespaces { tag: String, subnet: u8 },
 }
 
 impl Default for Layout {
@@ -55,6 +124,7 @@ impl Default for Layout {
             cluster_lost_after_ms: 15_000,
             worker_liveness_ms: 6_000,
             namespace_prefix: "grove-local".into(),
+            network: Network::Loopback,
         }
     }
 }
@@ -85,14 +155,41 @@ impl Layout {
         self.cluster_base(c) + 20 + r
     }
 
+    /// The last address octet of each member in a namespaced network.
+    fn host_number(&self, tier: Tier, i: u16) -> u8 {
+        match tier {
+            Tier::Root => 10 + i as u8,
+            Tier::Cluster(c) => 20 + 10 * c as u8 + i as u8,
+            Tier::Worker => 200 + i as u8,
+        }
+    }
+
+    /// The address member `i` of `tier` listens on.
+    pub fn host(&self, tier: Tier, i: u16) -> String {
+        match &self.network {
+            Network::Loopback => "127.0.0.1".into(),
+            Network::Namespaces { subnet, .. } => format!("10.{subnet}.0.{}", self.host_number(tier, i)),
+        }
+    }
+
     /// Every root API URL.
     pub fn root_urls(&self) -> Vec<String> {
-        (0..self.roots).map(|r| format!("http://127.0.0.1:{}", self.root_api(r))).collect()
+        (0..self.roots).map(|r| format!("http://{}:{}", self.host(Tier::Root, r), self.root_api(r))).collect()
     }
 
     /// Every registration/API URL of cluster `c`.
     pub fn cluster_urls(&self, c: u16) -> Vec<String> {
-        (0..self.cluster_replicas).map(|r| format!("http://127.0.0.1:{}", self.cluster_api(c, r))).collect()
+        (0..self.cluster_replicas).map(|r| format!("http://{}:{}", self.host(Tier::Cluster(c), r), self.cluster_api(c, r))).collect()
+    }
+
+    /// The raft (gRPC) address of member `i` of a root or cluster tier.
+    pub fn raft_addr(&self, tier: Tier, i: u16) -> String {
+        let port = match tier {
+            Tier::Root => self.root_raft(i),
+            Tier::Cluster(c) => self.cluster_raft(c, i),
+            Tier::Worker => 0,
+        };
+        format!("{}:{port}", self.host(tier, i))
     }
 
     /// The containerd namespace of worker `w` (each worker has its own).
@@ -107,6 +204,9 @@ impl Layout {
     fn check(&self) -> anyhow::Result<()> {
         if self.roots == 0 || self.roots > 9 || self.cluster_replicas == 0 || self.cluster_replicas > 3 {
             bail!("roots must be 1..=9 and cluster replicas 1..=3 (ports are laid out for that)");
+        }
+        if self.clusters > 8 || self.workers > 50 {
+            bail!("at most 8 clusters and 50 workers (addresses are laid out for that)");
         }
         if self.workers > 0 && self.clusters == 0 {
             bail!("workers need at least one cluster");
@@ -138,12 +238,19 @@ pub struct Member {
     args: Vec<String>,
     env: Vec<(String, String)>,
     pub log: PathBuf,
+    /// The network namespace it runs in, when the topology has them.
+    pub netns: Option<String>,
     child: Option<Child>,
 }
 
 impl Member {
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// Its number within its tier, from 0 (`root-2` → 1, `cluster-1-3` → 2).
+    pub fn index(&self) -> u16 {
+        self.name.rsplit('-').next().and_then(|n| n.parse::<u16>().ok()).map_or(0, |n| n - 1)
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -157,6 +264,8 @@ pub struct Topology {
     pub dir: PathBuf,
     pub members: BTreeMap<String, Member>,
     http: reqwest::Client,
+    /// The namespaces, with [`Network::Namespaces`]; dropped after the members are stopped.
+    pub net: Option<netns::Net>,
 }
 
 impl Topology {
@@ -176,8 +285,8 @@ impl Topology {
         };
         let quiet = [("GROVE_LOG".to_owned(), std::env::var("GROVE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))];
 
-        let root_peers = (0..layout.roots).map(|r| format!("{}=127.0.0.1:{}", r + 1, layout.root_raft(r))).collect::<Vec<_>>().join(",");
-        let root_grpc: Vec<String> = (0..layout.roots).map(|r| format!("127.0.0.1:{}", layout.root_cluster_grpc(r))).collect();
+        let root_peers = (0..layout.roots).map(|r| format!("{}={}:{}", r + 1, layout.host(Tier::Root, r), layout.root_raft(r))).collect::<Vec<_>>().join(",");
+        let root_grpc: Vec<String> = (0..layout.roots).map(|r| format!("{}:{}", layout.host(Tier::Root, r), layout.root_cluster_grpc(r))).collect();
         for r in 0..layout.roots {
             let name = format!("root-{}", r + 1);
             let config = dir.join(format!("{name}.toml"));
@@ -185,7 +294,7 @@ impl Topology {
             add(Member {
                 name: name.clone(),
                 tier: Tier::Root,
-                url: Some(format!("http://127.0.0.1:{}", layout.root_api(r))),
+                url: Some(format!("http://{}:{}", layout.host(Tier::Root, r), layout.root_api(r))),
                 program: bin_dir.join("grove-root"),
                 args: [
                     "--config".into(),
@@ -195,28 +304,29 @@ impl Topology {
                     "--data-dir".into(),
                     dir.join(&name).display().to_string(),
                     "--api-listen".into(),
-                    format!("127.0.0.1:{}", layout.root_api(r)),
+                    format!("{}:{}", layout.host(Tier::Root, r), layout.root_api(r)),
                     "--raft-listen".into(),
-                    format!("127.0.0.1:{}", layout.root_raft(r)),
+                    format!("{}:{}", layout.host(Tier::Root, r), layout.root_raft(r)),
                     "--cluster-listen".into(),
-                    format!("127.0.0.1:{}", layout.root_cluster_grpc(r)),
+                    format!("{}:{}", layout.host(Tier::Root, r), layout.root_cluster_grpc(r)),
                     "--peers".into(),
                     root_peers.clone(),
                 ]
                 .into(),
                 env: quiet.to_vec(),
                 log: dir.join("logs").join(format!("{name}.log")),
+                netns: None,
                 child: None,
             });
         }
         for c in 0..layout.clusters {
-            let peers = (0..layout.cluster_replicas).map(|r| format!("{}=127.0.0.1:{}", r + 1, layout.cluster_raft(c, r))).collect::<Vec<_>>().join(",");
+            let peers = (0..layout.cluster_replicas).map(|r| format!("{}={}:{}", r + 1, layout.host(Tier::Cluster(c), r), layout.cluster_raft(c, r))).collect::<Vec<_>>().join(",");
             for r in 0..layout.cluster_replicas {
                 let name = format!("{}-{}", Layout::cluster_name(c), r + 1);
                 add(Member {
                     name: name.clone(),
                     tier: Tier::Cluster(c),
-                    url: Some(format!("http://127.0.0.1:{}", layout.cluster_api(c, r))),
+                    url: Some(format!("http://{}:{}", layout.host(Tier::Cluster(c), r), layout.cluster_api(c, r))),
                     program: bin_dir.join("grove-cluster"),
                     args: [
                         "--id".into(),
@@ -228,13 +338,13 @@ impl Topology {
                         "--data-dir".into(),
                         dir.join(&name).display().to_string(),
                         "--api-listen".into(),
-                        format!("127.0.0.1:{}", layout.cluster_api(c, r)),
+                        format!("{}:{}", layout.host(Tier::Cluster(c), r), layout.cluster_api(c, r)),
                         "--mqtt-listen".into(),
-                        format!("127.0.0.1:{}", layout.cluster_mqtt(c, r)),
+                        format!("{}:{}", layout.host(Tier::Cluster(c), r), layout.cluster_mqtt(c, r)),
                         "--raft-listen".into(),
-                        format!("127.0.0.1:{}", layout.cluster_raft(c, r)),
+                        format!("{}:{}", layout.host(Tier::Cluster(c), r), layout.cluster_raft(c, r)),
                         "--grpc-listen".into(),
-                        format!("127.0.0.1:{}", layout.cluster_grpc(c, r)),
+                        format!("{}:{}", layout.host(Tier::Cluster(c), r), layout.cluster_grpc(c, r)),
                         "--peers".into(),
                         peers.clone(),
                         "--root-endpoints".into(),
@@ -245,6 +355,7 @@ impl Topology {
                     .into(),
                     env: quiet.to_vec(),
                     log: dir.join("logs").join(format!("{name}.log")),
+                    netns: None,
                     child: None,
                 });
             }
@@ -254,8 +365,8 @@ impl Topology {
             let name = format!("worker-{}", w + 1);
             let quote = |v: Vec<String>| v.iter().map(|s| format!("{s:?}")).collect::<Vec<_>>().join(", ");
             let config = dir.join(format!("{name}.toml"));
-            let endpoints = quote((0..layout.cluster_replicas).map(|r| format!("127.0.0.1:{}", layout.cluster_api(c, r))).collect());
-            let brokers = quote((0..layout.cluster_replicas).map(|r| format!("127.0.0.1:{}", layout.cluster_mqtt(c, r))).collect());
+            let endpoints = quote((0..layout.cluster_replicas).map(|r| format!("{}:{}", layout.host(Tier::Cluster(c), r), layout.cluster_api(c, r))).collect());
+            let brokers = quote((0..layout.cluster_replicas).map(|r| format!("{}:{}", layout.host(Tier::Cluster(c), r), layout.cluster_mqtt(c, r))).collect());
             let logs = dir.join(&name).join("instances");
             std::fs::create_dir_all(&logs)?;
             std::fs::write(
@@ -275,11 +386,23 @@ impl Topology {
                 args: vec!["--config".into(), config.display().to_string()],
                 env: quiet.to_vec(),
                 log: dir.join("logs").join(format!("{name}.log")),
+                netns: None,
                 child: None,
             });
         }
+        let net = match &layout.network {
+            Network::Loopback => None,
+            Network::Namespaces { tag, subnet } => {
+                let hosts = members.values().map(|m| (m.name.clone(), layout.host_number(m.tier, m.index()))).collect();
+                let net = netns::Net::create(tag, *subnet, hosts)?;
+                for m in members.values_mut() {
+                    m.netns = Some(net.namespace(&m.name));
+                }
+                Some(net)
+            }
+        };
         let http = reqwest::Client::builder().timeout(Duration::from_secs(3)).build()?;
-        Ok(Topology { layout, dir, members, http })
+        Ok(Topology { layout, dir, members, http, net })
     }
 
     fn member(&mut self, name: &str) -> anyhow::Result<&mut Member> {
@@ -294,7 +417,16 @@ impl Topology {
             return Ok(());
         }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&m.log)?;
-        let child = Command::new(&m.program)
+        let mut command = match &m.netns {
+            // `ip netns exec` execs the program, so the child's pid is the member's.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(&m.program);
+                c
+            }
+            None => Command::new(&m.program),
+        };
+        let child = command
             .args(&m.args)
             .envs(m.env.iter().cloned())
             .stdin(Stdio::null())

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use grove_local::{containerd_socket, Layout, Tier, Topology};
+use grove_local::{containerd_socket, running_tasks, ContainerdNamespaces, Layout, Tier, Topology};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -35,12 +35,6 @@ where
         assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// Running tasks in a containerd namespace.
-fn running_tasks(socket: &Path, namespace: &str) -> usize {
-    let out = Command::new("ctr").arg("-a").arg(socket).args(["-n", namespace, "tasks", "ls"]).output().expect("run ctr");
-    String::from_utf8_lossy(&out.stdout).lines().skip(1).filter(|l| l.split_whitespace().nth(2) == Some("RUNNING")).count()
 }
 
 struct Api {
@@ -93,7 +87,7 @@ async fn t10_the_process_topology_converges_through_failures() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/example-image.sh");
     let imported = Command::new(&script).args(&namespaces).status().expect("run scripts/example-image.sh");
     assert!(imported.success(), "scripts/example-image.sh failed");
-    let _cleanup = Namespaces { socket: socket.clone(), names: namespaces.clone() };
+    let _cleanup = ContainerdNamespaces { socket: socket.clone(), names: namespaces.clone() };
 
     let dir = tempfile::tempdir().unwrap();
     let mut topo = Topology::new(layout.clone(), dir.path(), &bins).unwrap();
@@ -132,7 +126,7 @@ async fn t10_the_process_topology_converges_through_failures() {
     };
     let all_running = |list: &[Value], n: usize| list.len() == n && list.iter().all(|i| i["status"] == "RUNNING");
     wait_for("two instances RUNNING", Duration::from_secs(60), || async { all_running(&instances(urls.clone()).await, 2).then_some(()) }).await;
-    let tasks = || namespaces.iter().map(|ns| running_tasks(&socket, ns)).sum::<usize>();
+    let tasks = || namespaces.iter().map(|ns| running_tasks(&socket, ns).len()).sum::<usize>();
     assert_eq!(tasks(), 2, "two containers run in containerd");
 
     // SIGKILL the root leader and cluster-1's leader.
@@ -182,39 +176,4 @@ async fn t10_the_process_topology_converges_through_failures() {
     assert_eq!(s, StatusCode::OK, "{b}");
     wait_for("every container stopped", Duration::from_secs(60), || async { (tasks() == 0).then_some(()) }).await;
     topo.stop_all();
-}
-
-/// Removes the test's containerd namespaces (images, then the namespace) at the end.
-struct Namespaces {
-    socket: PathBuf,
-    names: Vec<String>,
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for ns in &self.names {
-            let ctr = |args: &[&str]| Command::new("ctr").arg("-a").arg(&self.socket).args(["-n", ns]).args(args).output();
-            if let Ok(out) = ctr(&["tasks", "ls", "-q"]) {
-                for task in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = ctr(&["tasks", "kill", "-s", "SIGKILL", task]);
-                    std::thread::sleep(Duration::from_millis(200));
-                    let _ = ctr(&["tasks", "delete", "-f", task]);
-                }
-            }
-            if let Ok(out) = ctr(&["containers", "ls", "-q"]) {
-                for c in String::from_utf8_lossy(&out.stdout).lines() {
-                    let _ = ctr(&["containers", "delete", c]);
-                }
-            }
-            let _ = ctr(&["images", "rm", "grove.local/hello:1"]);
-            // containerd removes content and snapshots in the background: retry for a while.
-            for _ in 0..50 {
-                let out = Command::new("ctr").arg("-a").arg(&self.socket).args(["namespaces", "rm", ns]).output();
-                if out.map(|o| o.status.success()).unwrap_or(true) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(200));
-            }
-        }
-    }
 }
