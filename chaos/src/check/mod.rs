@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::{Micros, Op};
 
+pub mod durability;
 pub mod linearizable;
+pub mod safety;
 
 /// One broken guarantee, with the operations that show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
