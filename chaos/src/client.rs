@@ -104,6 +104,12 @@ impl Client {
         Client { id, http, token, credentials, recorder }
     }
 
+    /// Another client (its own id, so its own sequential process in the history) sharing this
+    /// one's connections and token.
+    pub fn with_id(&self, id: u32) -> Client {
+        Client { id, http: self.http.clone(), token: self.token.clone(), credentials: self.credentials.clone(), recorder: self.recorder.clone() }
+    }
+
     /// Send one request and answer it without recording (setup and final reads use this too).
     pub async fn request(&self, method: Method, url: &str, body: Option<&Value>) -> Answer {
         let token = self.token.read().expect("token lock").clone();

@@ -131,6 +131,8 @@ pub struct Nemesis {
     pub target: Arc<Mutex<Box<dyn Target>>>,
     pub observer: Observer,
     pub recorder: Recorder,
+    /// The job name of the steady service, whose instances a worker kill must see move.
+    pub steady_job: String,
 }
 
 impl Nemesis {
@@ -218,10 +220,15 @@ impl Nemesis {
                 fault.targets = members.clone();
             }
             FaultKind::KillWorker => {
+                // A worker that runs steady instances (the workload's come and go too fast).
+                let steady = format!("{}.instance.", self.steady_job);
                 let (victim, tasks) = {
                     let t = target.lock().await;
-                    let busy: Vec<(String, Vec<String>)> =
-                        members.iter().map(|w| (w.clone(), t.running_tasks(w))).filter(|(_, tasks)| !tasks.is_empty()).collect();
+                    let busy: Vec<(String, Vec<String>)> = members
+                        .iter()
+                        .map(|w| (w.clone(), t.running_tasks(w).into_iter().filter(|task| task.starts_with(&steady)).collect::<Vec<_>>()))
+                        .filter(|(_, tasks)| !tasks.is_empty())
+                        .collect();
                     match busy.get(p.pick as usize % busy.len().max(1)) {
                         Some(b) => b.clone(),
                         None => (members[p.pick as usize % members.len()].clone(), Vec::new()),
@@ -253,8 +260,8 @@ impl Nemesis {
 
 /// Fill in `recovered_after` for each tier fault: for the root, the first acknowledged write
 /// begun after the fault (after the heal, for a majority partition, which no write can
-/// survive); for a cluster tier, the first poll that saw a writable leader outside the fault's
-/// targets (again after the heal for a majority partition).
+/// survive); for a cluster tier, the first poll that saw a writable leader — outside the
+/// fault's targets until they were healed (again after the heal for a majority partition).
 pub fn measure_recovery(faults: &mut [Fault], ops: &[Op], observer: &Observer) {
     for f in faults.iter_mut() {
         if f.kind == FaultKind::KillWorker {
@@ -263,13 +270,11 @@ pub fn measure_recovery(faults: &mut [Fault], ops: &[Op], observer: &Observer) {
         let majority = f.kind == FaultKind::PartitionMajority;
         let from: Micros = if majority { f.end } else { f.start };
         f.recovered_after = if f.tier == "root" {
-            ops.iter()
-                .filter(|o| o.call.is_write() && o.outcome == crate::history::Outcome::Ok && o.invoke >= from)
-                .map(|o| o.complete - from)
-                .min()
+            let healed = Fault { start: from, ..f.clone() };
+            crate::report::recovered_after(&healed, ops)
         } else {
             let excluded = if majority { Vec::new() } else { f.targets.clone() };
-            observer.writable_after(&f.tier, from, &excluded)
+            observer.writable_after(&f.tier, from, &excluded, f.end)
         };
     }
 }

@@ -110,14 +110,15 @@ impl Observer {
         seen.writable.get(tier)?.last()?.1.clone()
     }
 
-    /// The first poll at or after `from` where the tier had a writable leader outside
-    /// `excluded`: how long after `from` it came.
-    pub fn writable_after(&self, tier: &str, from: Micros, excluded: &[String]) -> Option<Micros> {
+    /// The first poll at or after `from` where the tier had a writable leader that was not
+    /// one of `excluded` — those count again from `back` on (a restarted replica that resumes
+    /// its leadership): how long after `from` it came.
+    pub fn writable_after(&self, tier: &str, from: Micros, excluded: &[String], back: Micros) -> Option<Micros> {
         let seen = self.seen.lock().expect("observer lock");
         seen.writable
             .get(tier)?
             .iter()
-            .find(|(at, l)| *at >= from && l.as_ref().is_some_and(|(m, _)| !excluded.contains(m)))
+            .find(|(at, l)| *at >= from && l.as_ref().is_some_and(|(m, _)| !excluded.contains(m) || *at >= back))
             .map(|(at, _)| at - from)
     }
 
@@ -126,6 +127,19 @@ impl Observer {
         let asks = self.clients.iter().map(|c| status(c.clone(), true));
         let answers = futures::future::join_all(asks).await;
         self.watched.iter().zip(answers).filter_map(|(w, a)| Some((w.member.clone(), (w.tier.clone(), a?)))).collect()
+    }
+
+    /// What the observer saw, for `observations.json`: every leader claim, and per tier each
+    /// poll's writable leader.
+    pub fn dump(&self) -> Value {
+        let seen = self.seen.lock().expect("observer lock");
+        let claims: Vec<Value> = seen.claims.iter().map(|((t, r, term), at)| serde_json::json!({"tier": t, "replica": r, "term": term, "first_seen_us": at})).collect();
+        let writable: BTreeMap<&String, Vec<Value>> = seen
+            .writable
+            .iter()
+            .map(|(t, polls)| (t, polls.iter().map(|(at, l)| serde_json::json!([at, l])).collect()))
+            .collect();
+        serde_json::json!({ "leader_claims": claims, "writable_leader_per_poll": writable })
     }
 
     /// The tiers watched.

@@ -25,7 +25,11 @@ use crate::workload;
 /// The example image the deployment workload runs (built by `scripts/example-image.sh`).
 pub const IMAGE: &str = "grove.local/hello:1";
 /// The longest election timeout of the tiers (grove-raft's default timing).
-const ELECTION_TIMEOUT: Duration = Duration::from_millis(800);
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(350);
+/// Instances of the steady service (never undeployed).
+const STEADY_INSTANCES: usize = 2;
+/// How often the write probe starts a write.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -109,7 +113,9 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
     let token = Arc::new(RwLock::new(String::new()));
     let setup = Client::new(0, Duration::from_secs(5), token.clone(), credentials.clone(), recorder.clone());
     login(&setup, &endpoints, &token).await?;
-    let registers = workload::setup_registers(&setup, &endpoints, cfg.registers).await?;
+    let mut registers = workload::setup_registers(&setup, &endpoints, cfg.registers + 1).await?;
+    let probe = registers.pop().expect("the probe register");
+    let steady_job = workload::setup_steady(&setup, &endpoints, IMAGE, STEADY_INSTANCES).await?;
 
     let (stop_tx, stop) = watch::channel(false);
     let observing = tokio::spawn(observer.clone().run(stop.clone()));
@@ -125,10 +131,12 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
         let seed = cfg.seed.wrapping_mul(1000).wrapping_add(u64::from(id));
         clients.push(tokio::spawn(workload::deployment_client(client, endpoints.clone(), IMAGE.into(), seed, stop.clone())));
     }
+    let template = Client::new(1_000_000, Duration::from_secs(3), token.clone(), credentials.clone(), recorder.clone());
+    clients.push(tokio::spawn(workload::probe_writer(template, endpoints.clone(), probe.clone(), PROBE_EVERY, stop.clone())));
     // Let the workloads get going before the first fault.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let plan = nemesis::plan(cfg.seed, cfg.duration, &cfg.families, &tiers);
-    let nemesis = Nemesis { target: target.clone(), observer: observer.clone(), recorder: recorder.clone() };
+    let nemesis = Nemesis { target: target.clone(), observer: observer.clone(), recorder: recorder.clone(), steady_job };
     let (_nemesis_stop_tx, nemesis_stop) = watch::channel(false);
     let mut faults = nemesis.run(plan, nemesis_stop).await;
     target.lock().await.restore_all()?;
@@ -146,7 +154,7 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
 
     // Final reads of every register through every root replica, as operations of the history.
     let reader = Client::new(9_999, Duration::from_secs(5), token.clone(), credentials.clone(), recorder.clone());
-    for r in &registers {
+    for r in registers.iter().chain([&probe]) {
         for url in &endpoints {
             let path = format!("/api/application/{}", r.app_id);
             let op = reader
@@ -161,7 +169,9 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
     let copies = running_copies(&**target.lock().await);
 
     let ops = recorder.ops();
-    let register_check = check::linearizable::check_registers(&ops, &workload::initial_values(&registers), 2_000_000);
+    let mut initial = workload::initial_values(&registers);
+    initial.extend(workload::initial_values(std::slice::from_ref(&probe)));
+    let register_check = check::linearizable::check_registers(&ops, &initial, 2_000_000);
     for key in &register_check.undecided {
         violations.push(violation("linearizability", format!("register {key}: the search exceeded its budget; the history was not decided")));
     }
@@ -183,10 +193,11 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
         duration_s: cfg.duration.as_secs_f64(),
         nemeses: cfg.families.iter().map(|f| format!("{f:?}").to_lowercase()).collect(),
         clients: cfg.register_clients + cfg.deployment_clients,
-        started_at: format!("{:?}", std::time::SystemTime::now()),
+        started_at: utc_now(),
         notes: vec![format!("reproduce: {}", cfg.command_line)],
     };
     report::write_report(&cfg.out, &meta, &events, &violations)?;
+    std::fs::write(cfg.out.join("observations.json"), serde_json::to_vec(&observer.dump())?)?;
     Arc::try_unwrap(target).ok().map(|t| drop(t.into_inner()));
     Ok(RunResult { violations, faults, ops: ops.len(), checked_register_ops: register_check.checked_ops, out: cfg.out })
 }
@@ -313,6 +324,23 @@ fn running_copies(target: &dyn Target) -> Vec<RunningCopy> {
         }
     }
     copies
+}
+
+/// The wall clock as `YYYY-MM-DD HH:MM:SS UTC`.
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// The ops of a history by outcome, for a one-line progress message.

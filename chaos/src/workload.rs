@@ -91,6 +91,28 @@ pub async fn setup_registers(client: &Client, endpoints: &[String], n: usize) ->
     Ok(registers)
 }
 
+/// The steady service: an application whose service keeps `n` instances for the whole run
+/// (nobody undeploys them), so a killed worker's instances can be watched moving to another
+/// worker. Answers the service's job name (the prefix of its containerd task ids).
+pub async fn setup_steady(client: &Client, endpoints: &[String], image: &str, n: usize) -> anyhow::Result<String> {
+    let app = create_for_setup(client, endpoints, &sla("steady", "instances nobody undeploys", &["svc"], image), "steady").await?;
+    let service = app["microservices"][0].as_str().context("the steady application has no service")?.to_owned();
+    for attempt in 0..100 {
+        let url = &endpoints[attempt % endpoints.len()];
+        let doc = client.request(Method::GET, &format!("{url}/api/service/{service}"), None).await;
+        if doc.outcome != Outcome::Ok {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
+        let have = doc.body["instance_list"].as_array().map_or(0, Vec::len);
+        if have >= n {
+            return doc.body["job_name"].as_str().map(str::to_owned).context("the steady service has no job_name");
+        }
+        client.request(Method::POST, &format!("{url}/api/service/{service}/instance"), None).await;
+    }
+    bail!("could not deploy {n} steady instances")
+}
+
 /// The register each key starts with.
 pub fn initial_values(registers: &[Register]) -> BTreeMap<String, Option<String>> {
     registers.iter().map(|r| (r.key.clone(), Some("init".to_owned()))).collect()
@@ -156,12 +178,36 @@ pub async fn deployment_client(client: Client, endpoints: Vec<String>, image: St
         }
         client.invoke(endpoint, Call::Status { service: service.clone() }, Method::GET, &base, None, |b| Some(b["instance_list"].to_string())).await;
         if round % 5 == 0 {
-            let key = format!("{name}-app{round}");
+            let key = format!("{name}app{round}");
             let body = sla(&key, "created under chaos", &[], "");
             client.invoke(endpoint, Call::CreateApp { key: key.clone() }, Method::POST, "/api/application/", Some(body), |_| None).await;
         }
         pause(&mut stop, Duration::from_millis(rng.random_range(100..300))).await;
     }
+}
+
+/// The write probe: every `every`, a fresh client writes the probe register through the next
+/// endpoint in turn, without waiting for earlier probes to finish. Workload clients are
+/// sequential and can all be stuck on a paused replica for a timeout; the probe still shows
+/// the moment the tier takes writes again. Probe writes are register operations: they are
+/// checked like any other.
+pub async fn probe_writer(template: Client, endpoints: Vec<String>, register: Register, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut n = 0u32;
+    let mut running = tokio::task::JoinSet::new();
+    while !*stop.borrow() {
+        n += 1;
+        let client = template.with_id(template.id + n);
+        let endpoint = endpoints[n as usize % endpoints.len()].clone();
+        let (key, path) = (register.key.clone(), format!("/api/application/{}", register.app_id));
+        running.spawn(async move {
+            let value = format!("p{}", client.id);
+            let body = json!({ "application_desc": value });
+            client.invoke(&endpoint, Call::Write { key, value }, Method::PUT, &path, Some(body), |_| None).await;
+        });
+        while running.try_join_next().is_some() {}
+        pause(&mut stop, every).await;
+    }
+    while running.join_next().await.is_some() {}
 }
 
 async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) {
