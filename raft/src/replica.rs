@@ -281,7 +281,7 @@ impl<S: StateMachine> Inner<S> {
         Error::Stopped { group: self.group.clone(), id: self.id }
     }
 
-    /// Find the leader, waiting for one until `deadline`.
+    /// Find the leader, waiting for one until `deadline` (then: unavailable, nothing applied).
     async fn route(&self, deadline: Instant) -> Result<Route> {
         let mut metrics = self.raft.metrics();
         loop {
@@ -311,7 +311,7 @@ impl<S: StateMachine> Inner<S> {
             match tokio::time::timeout_at(deadline, metrics.changed()).await {
                 Ok(Ok(())) => continue,
                 Ok(Err(_)) => return Err(self.stopped()),
-                Err(_) => return Err(self.unavailable(format!("no leader known to replica {} within the request timeout", self.id))),
+                Err(_) => return Err(self.unavailable(format!("no leader known to replica {} in time (no quorum?)", self.id))),
             }
         }
     }
@@ -362,8 +362,14 @@ impl<S: StateMachine> Inner<S> {
         // have not answered yet: ask again for up to one election timeout before answering it.
         let mut unavailable_since: Option<Instant> = None;
         let patience = Duration::from_millis(self.timing.election_timeout_max_ms);
+        // With no reachable leader for longer than a failover takes (the leader's lease plus an
+        // election timeout, and a few heartbeats to spare: 1 s with the default timing), a
+        // majority is likely gone: answer "not applied" then instead of holding the caller until
+        // its deadline.
+        let leaderless = 2 * patience + Duration::from_millis(self.timing.heartbeat_ms * 6);
+        let leaderless_by = (Instant::now() + leaderless).min(deadline);
         loop {
-            let reply = match self.route(deadline).await? {
+            let reply = match self.route(leaderless_by).await? {
                 Route::Here => self.on_leader(op.clone(), deadline).await,
                 Route::HereUnconfirmed => {
                     self.confirm_leadership(deadline).await?;
@@ -373,10 +379,14 @@ impl<S: StateMachine> Inner<S> {
             };
             match reply {
                 Reply::Redirect(_) => {
-                    // Leadership moved while we were asking; wait for our own metrics to learn
-                    // the new leader rather than trusting the hint blindly.
-                    if Instant::now() >= deadline {
-                        return Err(self.unavailable("leadership kept changing until the request timed out"));
+                    // Leadership moved while we were asking, or the leader we know of cannot be
+                    // reached; wait for our own metrics to learn the new leader rather than
+                    // trusting the hint blindly.
+                    if Instant::now() >= leaderless_by {
+                        return Err(self.unavailable(format!(
+                            "no reachable leader within {} ms (leadership changing, or a majority of replicas unreachable)",
+                            leaderless.as_millis()
+                        )));
                     }
                     self.pause(deadline).await;
                 }

@@ -35,7 +35,12 @@ async fn isolated_leader_refuses_and_majority_moves_on() {
     // The majority elects a new leader and keeps taking writes, through either survivor.
     let survivors = group.followers(old_leader);
     for (i, id) in survivors.iter().enumerate() {
-        group.replica(*id).write(put(format!("majority/{i}"), "ok")).await.expect("majority write");
+        // A write that lands before the election is refused as not applied; a client retries.
+        let mut attempt = 0;
+        while let Err(e) = group.replica(*id).write(put(format!("majority/{i}"), "ok")).await {
+            attempt += 1;
+            assert!(matches!(e, Error::Unavailable { .. }) && attempt < 5, "majority write: {e}");
+        }
     }
 
     // The isolated old leader refuses writes and linearizable reads, within the request timeout.
@@ -107,6 +112,29 @@ async fn majority_loss_fails_fast_and_recovers() {
     assert!(started.elapsed() < bound, "refusal took {:?}", started.elapsed());
     assert!(matches!(err, Error::Unavailable { .. } | Error::Indeterminate { .. }), "{err}");
     group.restart(followers[0]).await;
+    let leader = group.leader().await;
+    group.replica(leader).write(put("recovered", "y")).await.expect("write once a majority is back");
+    group.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_without_a_reachable_leader_refuses_before_the_request_deadline() {
+    let mut group = TestGroup::start(3).await;
+    let leader = group.leader().await;
+    let followers = group.followers(leader);
+    // The leader and one follower gone: the survivor knows no reachable leader and can elect
+    // none. It says so ("not applied") after a failover's worth of waiting, not at the deadline.
+    group.stop(leader).await;
+    group.stop(followers[0]).await;
+    let survivor = followers[1];
+    let request_timeout = Duration::from_millis(group.configs[&survivor].timing.request_timeout_ms);
+    let started = Instant::now();
+    let err = group.replica(survivor).write(put("lost", "x")).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "nothing was delivered, so nothing was applied: {err}");
+    assert!(started.elapsed() < request_timeout, "refused only at the request deadline ({:?})", started.elapsed());
+    let err = group.replica(survivor).read_linearizable(|kv| kv.data.len()).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    group.restart(leader).await;
     let leader = group.leader().await;
     group.replica(leader).write(put("recovered", "y")).await.expect("write once a majority is back");
     group.shutdown().await;
