@@ -82,6 +82,9 @@ struct Inner {
     generation: AtomicU64,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// Wakes the reporter: an instance started, so the cluster should see it RUNNING now
+    /// rather than at the next periodic report.
+    report_now: tokio::sync::Notify,
 }
 
 /// The engine; cheap to clone.
@@ -108,8 +111,15 @@ impl Engine {
                 generation: AtomicU64::new(1),
                 tasks: TaskTracker::new(),
                 cancel,
+                report_now: tokio::sync::Notify::new(),
             }),
         }
+    }
+
+    /// Resolves when an instance has started since the last call (the reporter then sends a
+    /// resources report at once: the cluster marks an instance RUNNING from that report).
+    pub async fn started_instance(&self) {
+        self.inner.report_now.notified().await;
     }
 
     /// The virtualizations all runtimes together offer.
@@ -249,6 +259,7 @@ impl Engine {
             Ok(()) => {
                 self.set_status(&key, generation, Status::Running, "");
                 self.publish_status(&key, Status::Created, "");
+                self.inner.report_now.notify_one();
                 self.watch_exit(key, generation, runtime);
             }
             Err(e) => {

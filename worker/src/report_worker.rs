@@ -1,6 +1,9 @@
 //! The reporter: every period, `nodes/<id>/information` (Node JSON) and
 //! `nodes/<id>/jobs/resources` (one message per runtime); after every (re)connect, a full
-//! report that also repeats the status of every instance, so the cluster can reconcile.
+//! report that also repeats the status of every instance, so the cluster can reconcile; and
+//! as soon as an instance starts, the resources alone — the cluster marks an instance RUNNING
+//! when a resources report lists it, so waiting for the period would delay every deployment
+//! by up to a period.
 
 use std::time::Duration;
 
@@ -28,8 +31,14 @@ pub async fn report_worker(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut reported_epoch = 0u64;
     loop {
+        let mut only_resources = false;
         let full = tokio::select! {
             _ = cancel.cancelled() => break,
+            _ = engine.started_instance() => {
+                if !state.borrow().connected { continue; }
+                only_resources = true;
+                false
+            }
             changed = state.changed() => {
                 if changed.is_err() { break; }
                 let s = state.borrow_and_update().clone();
@@ -43,7 +52,9 @@ pub async fn report_worker(
                 false
             }
         };
-        publisher.report(topic::information(&node_id), &sampler.sample());
+        if !only_resources {
+            publisher.report(topic::information(&node_id), &sampler.sample());
+        }
         if full {
             engine.publish_all_statuses();
         }

@@ -218,3 +218,30 @@ async fn t10_every_message_has_the_contract_shape_and_controls_are_understood() 
     assert!(counts.0 >= 1 && counts.1 >= 3 && counts.2 >= 1 && counts.3 >= 1, "{counts:?}");
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t11_a_started_instance_is_reported_at_once_not_at_the_next_period() {
+    init_tracing();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start();
+    let cluster = ClusterDouble::start(broker.port, 0).await;
+    let mut config = test_config("prompt", &cluster, dir.path());
+    // Far longer than the wait below: only the event-driven report can arrive in time.
+    config.report_interval_ms = 600_000;
+    let runtime = Arc::new(RuntimeDouble::default());
+    let obs = Observer::connect(broker.port, "t11").await;
+    let worker = WorkerUnderTest::start_with(config, vec![runtime.clone() as Arc<dyn Runtime>]);
+    let node = obs
+        .wait_for("the full report after connecting", WAIT, |seen| {
+            seen.iter().find(|m| m.topic.ends_with("/information")).and_then(|m| m.json["id"].as_str().map(str::to_owned))
+        })
+        .await;
+    let job = "prompt.test.svc.test";
+    let t0 = Instant::now();
+    obs.publish(&format!("nodes/{node}/control/deploy"), &deploy_message(job, 0, "img", &["sleep", "1000"], false)).await;
+    obs.wait_for("a resources report listing the new instance", WAIT, |seen| {
+        seen.iter().find(|m| m.at > t0 && m.topic == format!("nodes/{node}/jobs/resources") && m.json["services"][0]["job_name"] == job).map(|_| ())
+    })
+    .await;
+    worker.stop().await;
+}
