@@ -1,6 +1,7 @@
 //! What the nemesis acts on: a running topology whose members it can kill, restart, pause
 //! and partition. [`Processes`] is the local process topology (grove-local) with every member
-//! in its own network namespace.
+//! in its own network namespace; [`Compose`] is `docker-compose.ha.yml` on the local Docker
+//! engine.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -10,7 +11,12 @@ use grove_local::{Tier, Topology};
 
 use crate::observe::Watched;
 
+pub mod compose;
+pub use compose::Compose;
+
 pub trait Target: Send {
+    /// What kind of topology this is (`processes`, `compose`), for the report.
+    fn topology(&self) -> &'static str;
     /// The tiers with replicas: `root`, `cluster-1`, …
     fn tiers(&self) -> Vec<String>;
     /// The members of a tier (`worker` names the workers).
@@ -55,6 +61,10 @@ impl Processes {
 }
 
 impl Target for Processes {
+    fn topology(&self) -> &'static str {
+        "processes"
+    }
+
     fn tiers(&self) -> Vec<String> {
         let mut t = vec!["root".to_owned()];
         t.extend((0..self.topology.layout.clusters).map(grove_local::Layout::cluster_name));
