@@ -19,7 +19,7 @@ use crate::history::{Call, Event, Fault, Op, Outcome};
 use crate::nemesis::{self, Family, Nemesis};
 use crate::observe::Observer;
 use crate::report::{self, RunMeta};
-use crate::target::{Processes, Target};
+use crate::target::{Compose, Processes, Target};
 use crate::workload;
 
 /// The example image the deployment workload runs (built by `scripts/example-image.sh`).
@@ -102,10 +102,20 @@ pub async fn run_processes(cfg: RunConfig) -> anyhow::Result<RunResult> {
     result
 }
 
+/// Run `docker-compose.ha.yml` under chaos (its images built from the binaries in
+/// `cfg.bin_dir` when missing or stale); torn down when the run ends.
+pub async fn run_compose(cfg: RunConfig) -> anyhow::Result<RunResult> {
+    let compose = Compose::start(&cfg.bin_dir)?;
+    let ready = compose.wait_ready(Duration::from_secs(180)).await?;
+    eprintln!("grove-chaos: compose deployment ready in {ready:.1?}; running {:?} with seed {}", cfg.duration, cfg.seed);
+    run_against(cfg, Box::new(compose)).await
+}
+
 /// Run the workloads and the nemesis against a ready target, then check and report.
 pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Result<RunResult> {
     let recorder = Recorder::default();
     let endpoints = target.root_endpoints();
+    let topology = target.topology();
     let tiers = target.tiers();
     let observer = Observer::new(target.watched(), recorder.clone())?;
     let target = Arc::new(Mutex::new(target));
@@ -189,7 +199,7 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
     events.extend(faults.iter().cloned().map(Event::Fault));
     let meta = RunMeta {
         seed: cfg.seed,
-        topology: "processes".into(),
+        topology: topology.into(),
         duration_s: cfg.duration.as_secs_f64(),
         nemeses: cfg.families.iter().map(|f| format!("{f:?}").to_lowercase()).collect(),
         clients: cfg.register_clients + cfg.deployment_clients,

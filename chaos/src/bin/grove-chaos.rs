@@ -3,8 +3,24 @@
 //! ```text
 //! grove-chaos run --topology processes --duration 150s --seed 1 \
 //!     --nemesis kill,pause,partition,worker-kill --out chaos-out
+//! grove-chaos run --topology compose --duration 150s --seed 1 --out chaos-compose
 //! grove-chaos check --out chaos-out      # check a recorded history.jsonl again
 //! ```
+//!
+//! `run` flags: `--topology processes|compose`, `--duration` (how long the nemesis runs),
+//! `--seed` (the fault plan and the clients' choices), `--nemesis` (fault families),
+//! `--out` (report directory), `--register-clients`, `--deployment-clients`, `--registers`,
+//! `--bin-dir` (grove-root, grove-cluster, grove-worker; default beside this binary),
+//! `--base-port` (processes only: the layout's first port), `--settle-bound` (how long the
+//! system may take to converge after the last fault).
+//!
+//! Both topologies need root and a containerd socket. `processes` starts the tiers' binaries
+//! in network namespaces. `compose` brings up `docker-compose.ha.yml` as its own project
+//! (`grove-chaos-<pid>`, free host ports, containerd namespaces `grove-chaos-compose-<pid>-wN`)
+//! with images `grove/*:grove-chaos` built by `scripts/build-images.sh` from `--bin-dir` when
+//! missing or older than the binaries; it needs Docker, `docker-compose` (or `docker compose`),
+//! `ctr`, `nsenter` and `iptables`, and is torn down (`down -v`) when the run ends. Clients
+//! use every root replica by container IP and the root balancer.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +42,8 @@ struct Cli {
 enum TopologyKind {
     /// Three roots, a cluster of three, two workers: processes in network namespaces.
     Processes,
+    /// `docker-compose.ha.yml`: the same shape in containers, behind HAProxy.
+    Compose,
 }
 
 #[derive(Subcommand)]
@@ -55,6 +73,7 @@ enum Command {
         /// Where grove-root, grove-cluster and grove-worker are (default: beside this binary).
         #[arg(long)]
         bin_dir: Option<PathBuf>,
+        /// The process topology's first port (unused by compose, which picks free ports).
         #[arg(long, default_value_t = 30_000)]
         base_port: u16,
         /// How long the system may take to converge after the last fault.
@@ -84,14 +103,17 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { topology: TopologyKind::Processes, duration, seed, nemesis, out, register_clients, deployment_clients, registers, bin_dir, base_port, settle_bound } => {
+        Command::Run { topology, duration, seed, nemesis, out, register_clients, deployment_clients, registers, bin_dir, base_port, settle_bound } => {
             let bin_dir = match bin_dir {
                 Some(d) => d,
                 None => std::env::current_exe()?.parent().context("the binary's directory")?.to_path_buf(),
             };
             let command_line = std::env::args().collect::<Vec<_>>().join(" ");
             let cfg = RunConfig { duration, seed, families: nemesis, out, register_clients, deployment_clients, registers, bin_dir, base_port, settle_bound, command_line };
-            let result = grove_chaos::run::run_processes(cfg).await?;
+            let result = match topology {
+                TopologyKind::Processes => grove_chaos::run::run_processes(cfg).await?,
+                TopologyKind::Compose => grove_chaos::run::run_compose(cfg).await?,
+            };
             println!(
                 "{} operations ({} register operations checked), {} faults; report in {}",
                 result.ops,
