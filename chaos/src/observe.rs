@@ -19,8 +19,11 @@ use crate::history::Micros;
 
 /// How often every replica is asked.
 pub const POLL: Duration = Duration::from_millis(100);
-/// A leader whose quorum acknowledged it within this is writable (three heartbeats).
+/// A leader whose quorum acknowledged it within this is writable (six heartbeats).
 const FRESH_QUORUM_MS: u64 = 300;
+/// A replica that does not answer within this counts as silent for that poll (a paused one
+/// never answers: waiting longer would coarsen every poll while it is paused).
+const ANSWER_WITHIN: Duration = Duration::from_millis(150);
 
 /// One replica to watch.
 #[derive(Debug, Clone)]
@@ -57,8 +60,7 @@ impl Observer {
             .iter()
             .map(|w| {
                 let channel = Endpoint::from_shared(format!("http://{}", w.raft_addr))?
-                    .connect_timeout(Duration::from_millis(300))
-                    .timeout(Duration::from_millis(400))
+                    .connect_timeout(ANSWER_WITHIN)
                     .connect_lazy();
                 Ok(RaftClient::new(channel))
             })
@@ -150,6 +152,8 @@ impl Observer {
 
 async fn status(mut client: RaftClient<Channel>, digest: bool) -> Option<Value> {
     let ask = client.status(StatusRequest { group: String::new(), digest });
-    let reply = tokio::time::timeout(Duration::from_millis(500), ask).await.ok()?.ok()?;
+    // A digest serialises the whole state: give it longer.
+    let within = if digest { Duration::from_secs(3) } else { ANSWER_WITHIN };
+    let reply = tokio::time::timeout(within, ask).await.ok()?.ok()?;
     serde_json::from_str(&reply.into_inner().json).ok()
 }
