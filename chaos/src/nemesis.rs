@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{watch, Mutex};
 
 use crate::client::Recorder;
-use crate::history::{Fault, FaultKind, Micros, Op};
+use crate::history::{Fault, FaultKind, Micros, Op, Outcome};
 use crate::observe::Observer;
 use crate::target::Target;
 
@@ -279,6 +279,40 @@ pub fn measure_recovery(faults: &mut [Fault], ops: &[Op], observer: &Observer) {
     }
 }
 
+/// How the root tier answered writes during its majority partitions: of the writes begun
+/// while no majority existed (after one failover's grace), how many were refused ("not
+/// applied") and how fast, and how many were left unknown (timed out). One line for the
+/// summary's notes, or none without such partitions.
+pub fn majority_loss_note(faults: &[Fault], ops: &[Op], grace: Micros) -> Option<String> {
+    let windows: Vec<(Micros, Micros)> = faults
+        .iter()
+        .filter(|f| f.kind == FaultKind::PartitionMajority && f.tier == "root")
+        .map(|f| (f.start + grace, f.end))
+        .collect();
+    if windows.is_empty() {
+        return None;
+    }
+    let during: Vec<&Op> = ops
+        .iter()
+        .filter(|o| o.call.is_write() && windows.iter().any(|(from, to)| o.invoke >= *from && o.invoke < *to))
+        .collect();
+    let mut refused: Vec<Micros> = during.iter().filter(|o| o.outcome == Outcome::Failed).map(|o| o.complete - o.invoke).collect();
+    refused.sort_unstable();
+    let unknown = during.iter().filter(|o| o.outcome == Outcome::Unknown).count();
+    let acked = during.iter().filter(|o| o.outcome == Outcome::Ok).count();
+    let pct = |p: f64| refused.get(((refused.len() as f64 * p).ceil() as usize).saturating_sub(1)).map_or(0.0, |v| *v as f64 / 1000.0);
+    Some(format!(
+        "root majority partitions: {} writes begun without a majority: {} refused (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms), {} unknown (timed out), {} acknowledged",
+        during.len(),
+        refused.len(),
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        unknown,
+        acked
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +342,34 @@ mod tests {
         assert!(kills.contains(&"root") && kills.contains(&"cluster-1"), "{kills:?}");
         let total: Duration = p.iter().map(|f| f.hold + f.settle).sum();
         assert!(total >= Duration::from_secs(150) && total < Duration::from_secs(180), "{total:?}");
+    }
+
+    #[test]
+    fn majority_loss_is_summed_up_from_the_writes_begun_during_it() {
+        use crate::history::Call;
+        let fault = Fault { kind: FaultKind::PartitionMajority, tier: "root".into(), targets: vec![], start: 1_000_000, end: 5_000_000, recovered_after: None };
+        let op = |id: u64, invoke: Micros, took: Micros, outcome: Outcome| Op {
+            id,
+            client: 1,
+            endpoint: "e".into(),
+            call: Call::Write { key: "k".into(), value: id.to_string() },
+            invoke,
+            complete: invoke + took,
+            outcome,
+            value: None,
+            error: None,
+        };
+        let ops = vec![
+            op(1, 1_100_000, 10_000, Outcome::Failed), // inside the grace: not counted
+            op(2, 2_000_000, 900_000, Outcome::Failed),
+            op(3, 2_500_000, 100_000, Outcome::Failed),
+            op(4, 3_000_000, 3_000_000, Outcome::Unknown),
+            op(5, 6_000_000, 10_000, Outcome::Ok), // after the heal
+        ];
+        let note = majority_loss_note(&[fault], &ops, 350_000).unwrap();
+        assert!(note.contains("3 writes begun without a majority: 2 refused (p50 100 ms, p99 900 ms, max 900 ms), 1 unknown"), "{note}");
+        assert!(note.ends_with("0 acknowledged"), "{note}");
+        assert_eq!(majority_loss_note(&[], &ops, 0), None);
     }
 
     #[test]
