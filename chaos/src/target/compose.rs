@@ -224,7 +224,13 @@ impl Compose {
         if !imported.success() {
             bail!("scripts/example-image.sh failed");
         }
-        eprintln!("grove-chaos: compose project {} (root balancer {})", compose.project, compose.lb_url);
+        eprintln!(
+            "grove-chaos: compose project {} (root balancer {}); if this run is interrupted, tear it down with `{} -p {} -f docker-compose.ha.yml down -v`",
+            compose.project,
+            compose.lb_url,
+            compose.tool.join(" "),
+            compose.project
+        );
         compose.compose(&["up", "-d"]).context("docker-compose up")?;
         compose.refresh()?;
         Ok(compose)
@@ -539,8 +545,37 @@ impl Drop for Compose {
             }
         }
         // Stopping the workers leaves their instances in containerd.
+        let names = self.namespaces.as_ref().map(|n| n.names.clone()).unwrap_or_default();
         blocking(|| drop(self.namespaces.take()));
+        for ns in &names {
+            blocking(|| remove_namespace(&self.socket, ns));
+        }
         let _ = std::fs::remove_dir_all(&self.log_dir);
+    }
+}
+
+/// Remove a containerd namespace that [`ContainerdNamespaces`] could not: containerd collects
+/// snapshots and content in the background, and a namespace holding any cannot be removed.
+/// Removes them itself and retries for a while.
+fn remove_namespace(socket: &Path, ns: &str) {
+    let ctr = |args: &[&str]| -> String {
+        let out = Command::new("ctr").arg("-a").arg(socket).args(args).stdin(Stdio::null()).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ctr(&["namespaces", "ls", "-q"]).lines().any(|l| l.trim() == ns) {
+        if Instant::now() > deadline {
+            eprintln!("grove-chaos: containerd namespace {ns} could not be removed (ctr -n {ns} snapshots/content ls)");
+            return;
+        }
+        for key in ctr(&["-n", ns, "snapshots", "ls"]).lines().skip(1).filter_map(|l| l.split_whitespace().next()) {
+            ctr(&["-n", ns, "snapshots", "rm", key]);
+        }
+        for blob in ctr(&["-n", ns, "content", "ls", "-q"]).lines() {
+            ctr(&["-n", ns, "content", "rm", blob.trim()]);
+        }
+        ctr(&["namespaces", "rm", ns]);
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
