@@ -128,7 +128,9 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
     let steady_job = workload::setup_steady(&setup, &endpoints, IMAGE, STEADY_INSTANCES).await?;
 
     let (stop_tx, stop) = watch::channel(false);
-    let observing = tokio::spawn(observer.clone().run(stop.clone()));
+    // The observer outlives the clients: liveness waits on what it sees after they stop.
+    let (observer_stop_tx, observer_stop) = watch::channel(false);
+    let observing = tokio::spawn(observer.clone().run(observer_stop));
     let mut clients = Vec::new();
     for c in 0..cfg.register_clients {
         let client = Client::new(c + 1, Duration::from_secs(3), token.clone(), credentials.clone(), recorder.clone());
@@ -159,7 +161,7 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
 
     let mut violations = Vec::new();
     violations.extend(liveness(&cfg, &observer, &target, &setup, &endpoints).await);
-    let _ = stop_tx.send(true);
+    let _ = observer_stop_tx.send(true);
     let _ = observing.await;
 
     // Final reads of every register through every root replica, as operations of the history.
