@@ -148,6 +148,10 @@ impl Nemesis {
                 Ok(Some(fault)) => {
                     self.recorder.fault(fault.clone());
                     faults.push(fault);
+                    if faults.len() % 50 == 0 {
+                        let ops = self.recorder.ops();
+                        eprintln!("grove-chaos: {} faults so far, {} operations, at {:.0} s", faults.len(), ops.len(), self.recorder.now() as f64 / 1e6);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => eprintln!("grove-chaos: {} on {} failed: {e:#}", p.kind.name(), p.tier),

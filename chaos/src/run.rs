@@ -183,7 +183,7 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
     let ops = recorder.ops();
     let mut initial = workload::initial_values(&registers);
     initial.extend(workload::initial_values(std::slice::from_ref(&probe)));
-    let register_check = check::linearizable::check_registers(&ops, &initial, 2_000_000);
+    let register_check = check::linearizable::check_registers(&ops, &initial, 20_000_000);
     for key in &register_check.undecided {
         violations.push(violation("linearizability", format!("register {key}: the search exceeded its budget; the history was not decided")));
     }
@@ -206,7 +206,10 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
         nemeses: cfg.families.iter().map(|f| format!("{f:?}").to_lowercase()).collect(),
         clients: cfg.register_clients + cfg.deployment_clients,
         started_at: utc_now(),
-        notes: vec![format!("reproduce: {}", cfg.command_line)],
+        notes: [format!("reproduce: `{}`", cfg.command_line)]
+            .into_iter()
+            .chain(nemesis::majority_loss_note(&faults, &ops, ELECTION_TIMEOUT.as_micros() as u64))
+            .collect(),
     };
     report::write_report(&cfg.out, &meta, &events, &violations)?;
     std::fs::write(cfg.out.join("observations.json"), serde_json::to_vec(&observer.dump())?)?;

@@ -92,7 +92,7 @@ impl Default for ClusterConfig {
             max_body_bytes: 1 << 20,
             worker_liveness_ms: 6_000,
             leader_grace_ms: None,
-            scheduler_interval_ms: 200,
+            scheduler_interval_ms: 50,
             reconcile_interval_ms: 1_000,
             resend_after_ms: 5_000,
             redeploy_delay_ms: 2_000,

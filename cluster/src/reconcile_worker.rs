@@ -6,7 +6,8 @@
 //!    start at the earliest: the grace period) is committed lost; its instances fail and the
 //!    scheduler places them elsewhere. A lost worker that reports again is committed returned.
 //! 2. `RUNNING`: an instance its worker lists in resource reports while the state still says
-//!    `NODE_SCHEDULED`/`CREATING`/`CREATED` is committed `RUNNING` (Oakestra's rule), once.
+//!    `NODE_SCHEDULED`/`CREATING`/`CREATED` is committed `RUNNING` (Oakestra's rule), once — on
+//!    the next tick after a worker first lists it, not only at the full pass.
 //! 3. Commands ([`plan_commands`], pure): deploy what a worker should run and does not report,
 //!    delete what it reports and should not run, and what the root undeployed; each at most
 //!    every `resend_after_ms`, through the replica whose broker holds the worker's session.
@@ -139,18 +140,19 @@ pub async fn run(shared: Shared, mut stop: watch::Receiver<bool>) {
         // Liveness on every tick: detection is then bounded by the timeout plus one tick.
         liveness(&shared, now).await;
         let full = now.duration_since(last_full) >= interval;
+        let newly_running = std::mem::take(&mut shared.view().newly_running);
         let only: Option<HashSet<String>> = if full {
             last_full = now;
             shared.view().reattached.clear();
             None
         } else {
             let r = std::mem::take(&mut shared.view().reattached);
-            if r.is_empty() {
+            if r.is_empty() && !newly_running {
                 continue;
             }
             Some(r)
         };
-        if full {
+        if full || newly_running {
             let running = {
                 let mut view = shared.view();
                 view.expire_running(now, config.liveness());

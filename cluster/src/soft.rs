@@ -66,11 +66,22 @@ pub struct LeaderView {
     pub reattached: HashSet<String>,
     /// The root link is up (leader only).
     pub root_connected: bool,
+    /// A worker reported an instance it had not reported before: commit `RUNNING` now rather
+    /// than at the next full reconciliation.
+    pub newly_running: bool,
 }
 
 impl LeaderView {
     pub fn new(term: u64, now: Instant) -> Self {
-        LeaderView { term, since: now, workers: HashMap::new(), sent: HashMap::new(), reattached: HashSet::new(), root_connected: false }
+        LeaderView {
+            term,
+            since: now,
+            workers: HashMap::new(),
+            sent: HashMap::new(),
+            reattached: HashSet::new(),
+            root_connected: false,
+            newly_running: false,
+        }
     }
 
     /// Reset the view when `term` is not the view's term.
@@ -102,7 +113,8 @@ impl LeaderView {
             }
             if let Some(running) = o.running {
                 for r in running {
-                    w.running.insert((r.job_name, r.instance_number), (r.virtualization, seen));
+                    let fresh = w.running.insert((r.job_name, r.instance_number), (r.virtualization, seen)).is_none();
+                    self.newly_running |= fresh;
                 }
             }
             if o.attached || moved {
@@ -167,6 +179,18 @@ mod tests {
         assert_eq!(v.workers["w"].replica, 2);
         v.expire_running(t1 + Duration::from_secs(10), Duration::from_secs(6));
         assert!(v.workers["w"].running.is_empty());
+    }
+
+    #[test]
+    fn a_first_report_of_an_instance_asks_for_running_at_once() {
+        let t0 = Instant::now();
+        let mut v = LeaderView::new(1, t0);
+        v.observe(obs(1, "w", true, Some(vec![running("a", 0)])), t0);
+        assert!(std::mem::take(&mut v.newly_running), "a first report of a.0");
+        v.observe(obs(1, "w", false, Some(vec![running("a", 0)])), t0);
+        assert!(!v.newly_running, "a repeated report is not news");
+        v.observe(obs(1, "w", false, Some(vec![running("a", 0), running("a", 1)])), t0);
+        assert!(v.newly_running, "a.1 is news");
     }
 
     #[test]

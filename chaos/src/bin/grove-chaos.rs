@@ -110,9 +110,19 @@ async fn main() -> anyhow::Result<()> {
             };
             let command_line = std::env::args().collect::<Vec<_>>().join(" ");
             let cfg = RunConfig { duration, seed, families: nemesis, out, register_clients, deployment_clients, registers, bin_dir, base_port, settle_bound, command_line };
-            let result = match topology {
-                TopologyKind::Processes => grove_chaos::run::run_processes(cfg).await?,
-                TopologyKind::Compose => grove_chaos::run::run_compose(cfg).await?,
+            // Ctrl-C or SIGTERM drops the run: its topology (processes, namespaces, containers,
+            // containerd namespaces) is stopped and removed on the way out.
+            let run = async {
+                match topology {
+                    TopologyKind::Processes => grove_chaos::run::run_processes(cfg).await,
+                    TopologyKind::Compose => grove_chaos::run::run_compose(cfg).await,
+                }
+            };
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            let result = tokio::select! {
+                r = run => r?,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted; the topology was stopped and removed"),
+                _ = term.recv() => bail!("terminated; the topology was stopped and removed"),
             };
             println!(
                 "{} operations ({} register operations checked), {} faults; report in {}",
