@@ -306,7 +306,7 @@ pub fn majority_loss_note(faults: &[Fault], ops: &[Op], grace: Micros) -> Option
     let acked = during.iter().filter(|o| o.outcome == Outcome::Ok).count();
     let pct = |p: f64| refused.get(((refused.len() as f64 * p).ceil() as usize).saturating_sub(1)).map_or(0.0, |v| *v as f64 / 1000.0);
     Some(format!(
-        "root majority partitions: {} writes begun without a majority: {} refused (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms), {} unknown (timed out), {} acknowledged",
+        "root majority partitions: {} writes begun without a majority: {} refused (p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms), {} unknown (timed out), {} acknowledged once healed",
         during.len(),
         refused.len(),
         pct(0.5),
@@ -372,7 +372,7 @@ mod tests {
         ];
         let note = majority_loss_note(&[fault], &ops, 350_000).unwrap();
         assert!(note.contains("3 writes begun without a majority: 2 refused (p50 100 ms, p99 900 ms, max 900 ms), 1 unknown"), "{note}");
-        assert!(note.ends_with("0 acknowledged"), "{note}");
+        assert!(note.ends_with("0 acknowledged once healed"), "{note}");
         assert_eq!(majority_loss_note(&[], &ops, 0), None);
     }
 

@@ -19,7 +19,7 @@ use crate::history::Micros;
 
 /// How often every replica is asked.
 pub const POLL: Duration = Duration::from_millis(100);
-/// A leader whose quorum acknowledged it within this is writable (six heartbeats).
+/// A leader whose quorum acknowledged it within this is writable (three heartbeats).
 const FRESH_QUORUM_MS: u64 = 300;
 /// A replica that does not answer within this counts as silent for that poll (a paused one
 /// never answers: waiting longer would coarsen every poll while it is paused).

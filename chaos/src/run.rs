@@ -25,7 +25,7 @@ use crate::workload;
 /// The example image the deployment workload runs (built by `scripts/example-image.sh`).
 pub const IMAGE: &str = "grove.local/hello:1";
 /// The longest election timeout of the tiers (grove-raft's default timing).
-const ELECTION_TIMEOUT: Duration = Duration::from_millis(350);
+const ELECTION_TIMEOUT: Duration = Duration::from_millis(400);
 /// Instances of the steady service (never undeployed).
 const STEADY_INSTANCES: usize = 2;
 /// How often the write probe starts a write.

@@ -68,13 +68,6 @@ impl Peers {
         Peers { inner: Arc::default(), connect_timeout }
     }
 
-    /// The least time a replication RPC is given. Openraft bounds an append-entries call by
-    /// the heartbeat interval; with short heartbeats an fsync on a busy disk outlasts that, and
-    /// the leader would count a healthy follower as unreachable and back off from it.
-    pub fn rpc_floor(&self) -> Duration {
-        self.connect_timeout
-    }
-
     /// A client for `addr` ("host:port"), connecting lazily on first use.
     pub fn client(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
         let mut map = self.inner.lock().expect("peers lock");
@@ -186,7 +179,7 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
-        let result = bounded(option.hard_ttl().max(self.peers.rpc_floor()), self.target, async {
+        let result = bounded(option.hard_ttl(), self.target, async {
             let mut client = self.client()?;
             let reply = client.append_entries(self.message(&rpc)).await;
             self.reply::<AppendEntriesResponse<NodeId>>("append-entries reply", reply)

@@ -363,10 +363,10 @@ impl<S: StateMachine> Inner<S> {
         let mut unavailable_since: Option<Instant> = None;
         let patience = Duration::from_millis(self.timing.election_timeout_max_ms);
         // With no reachable leader for longer than a failover takes (the leader's lease plus an
-        // election timeout, and a few heartbeats to spare: 1 s with the default timing), a
+        // election timeout, and two heartbeats to spare: 1 s with the default timing), a
         // majority is likely gone: answer "not applied" then instead of holding the caller until
         // its deadline.
-        let leaderless = 2 * patience + Duration::from_millis(self.timing.heartbeat_ms * 6);
+        let leaderless = 2 * patience + Duration::from_millis(self.timing.heartbeat_ms * 2);
         let leaderless_by = (Instant::now() + leaderless).min(deadline);
         loop {
             let reply = match self.route(leaderless_by).await? {

@@ -127,7 +127,7 @@ mod tests {
         .unwrap();
         assert_eq!((c.id, c.api_listen.port(), c.max_body_bytes), (2, 10001, 1 << 20));
         let r = c.replica_config().unwrap();
-        assert_eq!((r.group.as_str(), r.peers.len(), r.timing.request_timeout_ms, r.timing.heartbeat_ms), ("root", 3, 5000, 50));
+        assert_eq!((r.group.as_str(), r.peers.len(), r.timing.request_timeout_ms, r.timing.heartbeat_ms), ("root", 3, 5000, 100));
         assert!(toml::from_str::<RootConfig>("no_such_field = 1").is_err(), "unknown fields are refused");
         let bad = RootConfig { peers: "1=nowhere".into(), ..RootConfig::default() };
         assert!(bad.replica_config().is_err());
