@@ -3,10 +3,12 @@
 #   protobuf-compiler  protoc, for containerd-client's and Grove's .proto files
 #   libclang-dev       bindgen, for RocksDB's bindings
 #   etcd-server        the peer the store benchmark compares against
+#   busybox-static     the example image, and ping in the network-namespace test
+#   iproute2 iptables  network namespaces and partitions for the chaos harness
 # Safe to run repeatedly; it only calls apt-get when something is missing.
 set -euo pipefail
 
-packages=(protobuf-compiler libclang-dev etcd-server busybox-static)
+packages=(protobuf-compiler libclang-dev etcd-server busybox-static iproute2 iptables)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -98,8 +98,7 @@ pub async fn run_processes(cfg: RunConfig) -> anyhow::Result<RunResult> {
     let ready = topology.wait_ready(Duration::from_secs(120)).await?;
     eprintln!("grove-chaos: topology ready in {ready:.1?}; running {:?} with seed {}", cfg.duration, cfg.seed);
     let target: Box<dyn Target> = Box::new(Processes::new(topology, Some(socket)));
-    let result = run_against(cfg, target).await;
-    result
+    run_against(cfg, target).await
 }
 
 /// Run `docker-compose.ha.yml` under chaos (its images built from the binaries in

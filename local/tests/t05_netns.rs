@@ -19,7 +19,8 @@ fn ping(net: &Net, from: &str, to: &str) -> bool {
 #[test]
 fn cut_drops_traffic_between_members_and_heal_restores_it() {
     if let Some(why) = Net::unavailable() {
-        eprintln!("SKIPPED cut_drops_traffic_between_members_and_heal_restores_it: {why}");
+        let banner = "!".repeat(100);
+        eprintln!("\n{banner}\n!!! SKIPPED cut_drops_traffic_between_members_and_heal_restores_it: {why}\n{banner}\n");
         return;
     }
     let hosts: BTreeMap<String, u8> = [("a".to_owned(), 10), ("b".to_owned(), 11), ("c".to_owned(), 12)].into();
