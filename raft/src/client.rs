@@ -67,7 +67,7 @@ impl GroupClient {
         })
         .await
         .and_then(|reply| match reply {
-            Some(Reply::Written(bytes)) => Ok(bytes),
+            Some(Reply::Written(w)) => Ok(w.response),
             Some(Reply::Failure(f)) => Err(self.failure(f)),
             other => Err(Error::Indeterminate { group: self.group.clone(), reason: format!("unexpected reply {other:?}") }),
         })

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use grove_proto::raft::forward_reply::Result as Reply;
 use grove_proto::raft::forward_request::Op;
-use grove_proto::raft::{failure, Failure, ForwardRequest, Learner, ReadIndex, Redirect, Voters};
+use grove_proto::raft::{failure, Failure, ForwardRequest, Learner, ReadIndex, Redirect, Voters, Written};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics, ServerState};
 use serde::{Deserialize, Serialize};
@@ -173,6 +173,15 @@ impl<S: StateMachine> Replica<S> {
         self.inner.write_bytes(command).await
     }
 
+    /// [`Self::write`], then `read` on this replica's state as soon as it has applied the write:
+    /// the read sees the write and everything acknowledged before it (linearizable), with no
+    /// separate read-index round. For answers that show the result of a change.
+    pub async fn write_then_read<T>(&self, command: S::Command, read: impl FnOnce(&S) -> T) -> Result<(S::Response, T)> {
+        let bytes = encode_json("encode the command", &command)?;
+        let (response, answer) = self.inner.write_then_read(bytes, read).await?;
+        Ok((decode_json("decode the response", &response)?, answer))
+    }
+
     /// Run `read` on state that reflects every write committed before this call began
     /// (linearizable), on any replica. Bounded by `timing.request_timeout_ms`.
     pub async fn read_linearizable<T>(&self, read: impl FnOnce(&S) -> T) -> Result<T> {
@@ -317,10 +326,28 @@ impl<S: StateMachine> Inner<S> {
     }
 
     pub(crate) async fn write_bytes(&self, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        self.write_bytes_at(bytes).await.map(|(response, _)| response)
+    }
+
+    /// Commit an encoded command; its encoded response and the log index it was committed at.
+    pub(crate) async fn write_bytes_at(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, u64)> {
         match self.route_leader_op(Op::Write(bytes), self.deadline()).await? {
-            Reply::Written(bytes) => Ok(bytes),
+            Reply::Written(w) => Ok((w.response, w.index)),
             other => Err(self.indeterminate(format!("unexpected reply to a write: {other:?}"))),
         }
+    }
+
+    /// Commit `bytes`, then run `read` on this replica's state once it has applied the write:
+    /// the read sees the write and everything committed before it (linearizable), with no read
+    /// index round to the leader.
+    pub(crate) async fn write_then_read<T>(&self, bytes: Vec<u8>, read: impl FnOnce(&S) -> T) -> Result<(Vec<u8>, T)> {
+        let (response, index) = self.write_bytes_at(bytes).await?;
+        // A fresh bound: the write is committed, only this replica's apply is awaited.
+        if let Err(e) = self.wait_applied(index, self.deadline()).await {
+            return Err(self.indeterminate(format!("the write was committed at index {index}, but this replica could not apply it to answer: {e}")));
+        }
+        let answer = read(&self.state.read().expect("state lock").app);
+        Ok((response, answer))
     }
 
     async fn read_index(&self, deadline: Instant) -> Result<u64> {
@@ -493,7 +520,7 @@ impl<S: StateMachine> Inner<S> {
                 match tokio::time::timeout_at(deadline, self.raft.client_write(Command(bytes))).await {
                     Err(_) => failure(failure::Kind::Indeterminate, "not committed within the request timeout (no quorum?)"),
                     Ok(Ok(resp)) => match resp.data {
-                        Applied::Ok(bytes) => Reply::Written(bytes),
+                        Applied::Ok(bytes) => Reply::Written(Written { response: bytes, index: resp.log_id.index }),
                         Applied::Rejected(m) => failure(failure::Kind::Rejected, m),
                     },
                     Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => self.redirect(f.leader_id),

@@ -4,8 +4,12 @@
 //! deploy instance, read service — and the throughput and p50/p99/max latency of each phase
 //! are printed as a Markdown table.
 //!
+//! Oakestra's create answers the list of *all* the caller's applications, so its cost grows
+//! with how many one user holds: `--users 1` (every client is the Admin, thousands of
+//! applications in one list) is the worst case; `--users 64` gives every client its own user.
+//!
 //! ```text
-//! cargo run --release -p grove-root --example api_bench -- --clients 64 --seconds 15
+//! cargo run --release -p grove-root --example api_bench -- --clients 64 --seconds 15 --users 64
 //! ```
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,6 +33,9 @@ struct Args {
     /// Replicas of the root tier.
     #[arg(long, default_value_t = 3)]
     replicas: u64,
+    /// Users the clients act as (client c is user c mod users; 1: all are the Admin).
+    #[arg(long, default_value_t = 1)]
+    users: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -84,27 +91,51 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "the root tier did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // One token per user: the Admin's, or users bench-1..N created by the Admin.
+    let tokens: Vec<String> = if args.users <= 1 {
+        vec![token]
+    } else {
+        let mut tokens = Vec::new();
+        for u in 1..=args.users {
+            let name = format!("bench-{u}");
+            let r = http
+                .post(format!("{}/api/auth/register", urls[0]))
+                .bearer_auth(&token)
+                .json(&json!({"name": name, "password": "bench", "roles": ["Application_Provider"]}))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "registering {name}: {}", r.text().await?);
+            let r = http.post(format!("{}/api/auth/login", urls[0])).json(&json!({"username": name, "password": "bench"})).send().await?;
+            let b: Value = r.json().await?;
+            tokens.push(b["token"].as_str().context("token")?.to_owned());
+        }
+        tokens
+    };
+    eprintln!("{} clients as {} user(s)", args.clients, tokens.len());
     // Services created in the first phase; the next phases deploy and read them round-robin.
-    let services: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    // (user index, service id): a client deploys and reads only its own user's services.
+    let services: Arc<std::sync::Mutex<Vec<(usize, String)>>> = Arc::default();
 
     println!("| operation | clients | ops | errors | ops/s | p50 ms | p99 ms | max ms |");
     println!("|---|---|---|---|---|---|---|---|");
     let args_clients = args.clients;
+    let tokens_len = tokens.len();
     for phase in [Phase::CreateApplication, Phase::DeployInstance, Phase::ReadService] {
         let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(AtomicU64::new(0));
         let mut tasks = Vec::new();
         for c in 0..args.clients {
-            let (http, token, stop, errors) = (http.clone(), token.clone(), stop.clone(), errors.clone());
+            let (http, token, stop, errors) = (http.clone(), tokens[c % tokens.len()].clone(), stop.clone(), errors.clone());
             let created = services.clone();
-            let known: Vec<String> = services.lock().unwrap().clone();
+            let user = c % tokens.len();
+            let known: Vec<String> = services.lock().unwrap().iter().filter(|(u, _)| *u == user).map(|(_, id)| id.clone()).collect();
             let base = urls[c % urls.len()].clone();
             tasks.push(tokio::spawn(async move {
                 let mut h = Histogram::<u64>::new(3).unwrap();
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    let job_id = if known.is_empty() { "" } else { &known[(c + i as usize * args_clients) % known.len()] };
+                    let job_id = if known.is_empty() { "" } else { &known[(c / tokens_len + i as usize * (args_clients / tokens_len).max(1)) % known.len()] };
                     let req = match phase {
                         Phase::CreateApplication => http.post(format!("{base}/api/application/")).json(&sla(&format!("c{c}n{i}"))),
                         Phase::DeployInstance => http.post(format!("{base}/api/service/{job_id}/instance")),
@@ -120,7 +151,7 @@ async fn main() -> anyhow::Result<()> {
                                     let name = format!("c{c}n{i}");
                                     let app = doc.as_array().and_then(|a| a.iter().find(|app| app["application_name"] == name.as_str()));
                                     if let Some(id) = app.and_then(|app| app["microservices"][0].as_str()) {
-                                        created.lock().unwrap().push(id.to_owned());
+                                        created.lock().unwrap().push((user, id.to_owned()));
                                     }
                                 }
                                 true

@@ -140,7 +140,7 @@ mod tests {
         })
         .unwrap();
         for _ in 0..instances {
-            s.apply(RootCommand::RequestInstance { job_id: "j1".into(), at_ms: 2 }).unwrap();
+            s.apply(RootCommand::RequestInstance { job_id: "j1".into(), owner: None, at_ms: 2 }).unwrap();
         }
         s
     }

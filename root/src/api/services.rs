@@ -79,8 +79,8 @@ pub async fn all(State(api): State<Api>, caller: Caller) -> Result<Json<Value>, 
 /// Deploy one more instance (`REQUESTED`; the leader's scheduler places it). Upstream silently
 /// ignored services the caller does not own; Grove answers 404.
 pub async fn scale_up(State(api): State<Api>, caller: Caller, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    api.read(|s| visible(s, &caller, &id).map(|_| ())).await??;
-    let n = match api.write(RootCommand::RequestInstance { job_id: id, at_ms: crate::ids::now_ms() }).await? {
+    let owner = (!caller.is_admin()).then(|| caller.name().to_owned());
+    let n = match api.write(RootCommand::RequestInstance { job_id: id, owner, at_ms: crate::ids::now_ms() }).await? {
         Applied::Instance(n) => n,
         other => return Err(ApiError::Internal(format!("scale up answered {other:?}"))),
     };
@@ -91,7 +91,7 @@ pub async fn scale_up(State(api): State<Api>, caller: Caller, Path(id): Path<Str
 /// Undeploy instance `n`, or every instance for `-1`.
 pub async fn scale_down(State(api): State<Api>, caller: Caller, Path((id, n)): Path<(String, String)>) -> Result<Json<Value>, ApiError> {
     let n: i64 = n.parse().ok().filter(|n| *n >= -1).ok_or_else(|| ApiError::BadRequest(format!("instance number {n:?}: must be an integer ≥ 0, or -1 for all")))?;
-    api.read(|s| visible(s, &caller, &id).map(|_| ())).await??;
-    api.write(RootCommand::RemoveInstances { job_id: id, instance_number: n, at_ms: crate::ids::now_ms() }).await?;
+    let owner = (!caller.is_admin()).then(|| caller.name().to_owned());
+    api.write(RootCommand::RemoveInstances { job_id: id, instance_number: n, owner, at_ms: crate::ids::now_ms() }).await?;
     Ok(Json(json!({ "message": "ok" })))
 }

@@ -177,6 +177,14 @@ impl RootState {
         }
     }
 
+    /// `NotFound` unless service `job_id` exists and (when `owner` is given) belongs to `owner`.
+    pub(super) fn check_job_owner(&self, job_id: &str, owner: Option<&str>) -> Result<(), ApplyError> {
+        match self.jobs.get(job_id) {
+            Some(j) if owner.is_none_or(|o| j.owner == o) => Ok(()),
+            _ => Err(ApplyError::NotFound(format!("service {job_id} not found"))),
+        }
+    }
+
     fn job_mut(&mut self, job_id: &str) -> Result<&mut JobRecord, ApplyError> {
         self.jobs.get_mut(job_id).ok_or_else(|| ApplyError::NotFound(format!("service {job_id} does not exist")))
     }

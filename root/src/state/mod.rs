@@ -83,9 +83,25 @@ pub enum RootCommand {
     AddServices { owner: String, app_id: String, jobs: Vec<grove_core::job::Job> },
     DeleteService { id: String },
     /// Scale up by one instance, in `REQUESTED`.
-    RequestInstance { job_id: String, at_ms: u64 },
-    /// Scale down: remove instance `instance_number`, or every instance for `-1`.
-    RemoveInstances { job_id: String, instance_number: i64, at_ms: u64 },
+    ///
+    /// `owner`: apply only if the service belongs to this user, else `NotFound` as if it did
+    /// not exist (`None`: any service, for an Admin). The API checks visibility in the same
+    /// step as the change, with no read round before it.
+    RequestInstance {
+        job_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        at_ms: u64,
+    },
+    /// Scale down: remove instance `instance_number`, or every instance for `-1` (`owner` as
+    /// for `RequestInstance`).
+    RemoveInstances {
+        job_id: String,
+        instance_number: i64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        owner: Option<String>,
+        at_ms: u64,
+    },
     /// The scheduler placed an instance (only if it is still waiting for a placement).
     PlaceInstance { job_id: String, instance_number: u32, cluster_id: String, at_ms: u64 },
     /// The scheduler found no cluster: a negative status and why.
@@ -165,8 +181,14 @@ impl grove_raft::StateMachine for RootState {
             DeleteApplication { id } => self.delete_application(&id),
             AddServices { owner, app_id, jobs } => self.add_services(&owner, &app_id, jobs),
             DeleteService { id } => self.delete_service(&id),
-            RequestInstance { job_id, at_ms } => self.request_instance(&job_id, at_ms),
-            RemoveInstances { job_id, instance_number, at_ms } => self.remove_instances(&job_id, instance_number, at_ms),
+            RequestInstance { job_id, owner, at_ms } => {
+                self.check_job_owner(&job_id, owner.as_deref())?;
+                self.request_instance(&job_id, at_ms)
+            }
+            RemoveInstances { job_id, instance_number, owner, at_ms } => {
+                self.check_job_owner(&job_id, owner.as_deref())?;
+                self.remove_instances(&job_id, instance_number, at_ms)
+            }
             PlaceInstance { job_id, instance_number, cluster_id, at_ms } => {
                 self.place_instance(&job_id, instance_number, &cluster_id, at_ms)
             }

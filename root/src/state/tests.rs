@@ -125,7 +125,7 @@ fn update_and_delete_application_queues_undeploys() {
         Err(ApplyError::Invalid(_))
     ));
     register(&mut s, "c1", "one");
-    s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 5 }).unwrap();
+    s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), owner: None, at_ms: 5 }).unwrap();
     s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: 0, cluster_id: "c1".into(), at_ms: 6 }).unwrap();
     s.apply(RootCommand::DeleteApplication { id: "xa0".into() }).unwrap();
     assert!(s.jobs.is_empty());
@@ -150,7 +150,7 @@ fn instances_scale_place_fail_and_remove() {
     let mut s = bootstrapped();
     s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("a", "n")], "x") }).unwrap();
     for n in 0..4 {
-        assert_eq!(s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 10 }), Ok(Applied::Instance(n)));
+        assert_eq!(s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), owner: None, at_ms: 10 }), Ok(Applied::Instance(n)));
     }
     assert_eq!(s.jobs["xj00"].status, "REQUESTED");
     assert!(matches!(
@@ -184,18 +184,27 @@ fn instances_scale_place_fail_and_remove() {
     s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: 1, cluster_id: "c1".into(), at_ms: 13 }).unwrap();
     assert_eq!(s.unplaced_instances().len(), 2);
     // Scale down all: every instance goes (upstream skipped every other one); placed ones are undeployed.
-    assert_eq!(s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: -1, at_ms: 14 }), Ok(Applied::Changed(4)));
+    assert_eq!(s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: -1, owner: None, at_ms: 14 }), Ok(Applied::Changed(4)));
     assert!(s.jobs["xj00"].instances.is_empty());
     assert_eq!(s.pending_undeploys.len(), 2);
-    assert_eq!(s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 15 }), Ok(Applied::Instance(4)));
-    assert!(matches!(s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: 9, at_ms: 16 }), Err(ApplyError::NotFound(_))));
+    assert_eq!(s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), owner: None, at_ms: 15 }), Ok(Applied::Instance(4)));
+    assert!(matches!(s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: 9, owner: None, at_ms: 16 }), Err(ApplyError::NotFound(_))));
+    // With an owner, only the owner's services change; another user's look absent.
+    let before = s.jobs["xj00"].clone();
+    let mallory = Some("mallory".to_owned());
+    let e = s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), owner: mallory.clone(), at_ms: 17 });
+    assert_eq!(e, Err(ApplyError::NotFound("service xj00 not found".into())));
+    let e = s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: -1, owner: mallory, at_ms: 18 });
+    assert_eq!(e, Err(ApplyError::NotFound("service xj00 not found".into())));
+    assert_eq!(s.jobs["xj00"], before, "nothing changed");
+    assert_eq!(s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), owner: Some("Admin".into()), at_ms: 19 }), Ok(Applied::Instance(5)));
 }
 
 #[test]
 fn job_document_has_contract_fields() {
     let mut s = bootstrapped();
     s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("a", "n")], "x") }).unwrap();
-    s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 10 }).unwrap();
+    s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), owner: None, at_ms: 10 }).unwrap();
     let doc = s.jobs["xj00"].document();
     assert_eq!(doc["_id"], json!({"$oid": "xj00"}));
     assert_eq!(doc["job_name"], "a.n.web.x");
@@ -258,7 +267,7 @@ fn placed_on_c1() -> RootState {
     register(&mut s, "c1", "one");
     register(&mut s, "c2", "two");
     for n in 0..2 {
-        s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), at_ms: 5 }).unwrap();
+        s.apply(RootCommand::RequestInstance { job_id: "xj00".into(), owner: None, at_ms: 5 }).unwrap();
         s.apply(RootCommand::PlaceInstance { job_id: "xj00".into(), instance_number: n, cluster_id: "c1".into(), at_ms: 6 }).unwrap();
     }
     s
@@ -275,7 +284,7 @@ fn deploy_acks_follow_the_placement() {
     assert!(s.jobs["xj00"].instances[&0].deploy_acked);
     assert!(!s.jobs["xj00"].instances[&1].deploy_acked);
     // Acknowledging an undeploy removes exactly that dispatch.
-    s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: 1, at_ms: 7 }).unwrap();
+    s.apply(RootCommand::RemoveInstances { job_id: "xj00".into(), instance_number: 1, owner: None, at_ms: 7 }).unwrap();
     let d = Dispatch { cluster_id: "c1".into(), job_id: "xj00".into(), instance_number: 1 };
     assert_eq!(s.pending_undeploys, vec![d.clone()]);
     let ack_undeploy = |d: &Dispatch| RootCommand::Acknowledge { deploys: vec![], undeploys: vec![d.clone()] };
