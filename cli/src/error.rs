@@ -26,6 +26,10 @@ pub enum CliError {
     #[error("{method} {path}: unexpected answer from {endpoint}: {detail}")]
     BadResponse { method: String, path: String, endpoint: String, detail: String },
 
+    /// The answer is incomplete (what could be shown was shown).
+    #[error("{0}")]
+    Partial(String),
+
     /// The root does not serve a route this command needs.
     #[error("{0}")]
     MissingRoute(String),

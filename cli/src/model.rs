@@ -9,7 +9,7 @@ pub fn id_of(doc: &Value) -> String {
     match doc.get("_id") {
         Some(Value::String(s)) => s.clone(),
         Some(v) => v.get("$oid").and_then(Value::as_str).unwrap_or_default().to_owned(),
-        None => String::new(),
+        None => doc.get("id").and_then(Value::as_str).unwrap_or_default().to_owned(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `cluster list`, `worker list` (a route the root lacks) and `raft status`.
+//! `cluster list`, `worker list` (from Grove's root, and the fallback for a stock Oakestra root)
+//! and `raft status`.
 
 mod common;
 
@@ -31,10 +32,45 @@ async fn t61_worker_list_names_the_missing_route_and_shows_what_exists() {
     let row: Vec<&str> = run.stdout.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(row, ["c1", "edge-a", "3"]);
     assert!(
-        run.stderr.contains("does not list workers: GET /api/workers/ answered HTTP 404 (the route is missing)"),
+        run.stderr.contains("does not list workers: GET /api/workers/ answered HTTP 404 (the route is missing: a stock Oakestra root)"),
         "{}",
         run.stderr
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn t64_worker_list_shows_every_worker_and_names_unreachable_clusters() {
+    let root = FakeRootApi::start().await;
+    root.with(|s| {
+        s.workers = Some(json!({
+            "workers": [
+                {"id": "w1", "hostname": "edge-node-1", "cluster_id": "c1", "cluster_name": "edge-a", "ip": "10.0.0.5", "active": true,
+                 "instances": 2, "cpu_percent": 12.5, "memory_percent": 40, "vcpus": 4, "memory": 3900},
+                {"id": "w2", "hostname": "edge-node-2", "cluster_id": "c1", "cluster_name": "edge-a", "ip": "10.0.0.6", "active": false,
+                 "instances": 0, "cpu_percent": 0, "memory_percent": 0, "vcpus": 2, "memory": 1000}],
+            "unreachable": [{"cluster_id": "c2", "cluster_name": "edge-b", "error": "c2-1:10120: no answer within 2s"}]
+        }))
+    });
+    let grove = Grove::new(&[root.url()]);
+    grove.login().await;
+    let run = grove.run(&["worker", "list"]).await;
+    run.failed();
+    let rows: Vec<Vec<&str>> = run.stdout.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["WORKER", "ID", "HOSTNAME", "CLUSTER", "ADDRESS", "ACTIVE", "INSTANCES", "CPU", "%", "MEM", "%", "VCPUS", "MEMORY", "MB"]);
+    assert_eq!(rows[1], ["w1", "edge-node-1", "edge-a", "10.0.0.5", "yes", "2", "12.5", "40", "4", "3900"]);
+    assert_eq!(rows[2], ["w2", "edge-node-2", "edge-a", "10.0.0.6", "no", "0", "0", "0", "2", "1000"]);
+    assert!(
+        run.stderr.contains("the workers of 1 cluster(s) are not listed, the root could not reach them: edge-b (c2-1:10120: no answer within 2s)"),
+        "{}",
+        run.stderr
+    );
+    let bearer = root.requests().into_iter().find(|r| r.path == "/api/workers/").and_then(|r| r.bearer);
+    assert!(bearer.is_some(), "worker list sends the session's token");
+
+    root.with(|s| s.workers = Some(json!({"workers": [], "unreachable": []})));
+    let run = grove.run(&["worker", "list"]).await;
+    run.ok();
+    assert_eq!(run.stdout.trim(), "No workers");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

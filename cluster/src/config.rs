@@ -44,6 +44,10 @@ pub struct ClusterConfig {
     /// gRPC endpoints (`host:port` or `http://host:port`) of the root's replicas (its port
     /// 50052). Empty: the cluster runs without a root.
     pub root_endpoints: Vec<String>,
+    /// The deployment's cluster token, when it sets one (the root's `cluster_token`): sent to
+    /// the root on registration and reports, and required on every call of this replica's
+    /// `Cluster` gRPC service (deploy, undeploy, list workers).
+    pub cluster_token: Option<String>,
     /// Largest HTTP request body accepted (bytes); larger ones are answered 413.
     pub max_body_bytes: usize,
     /// A worker silent for this long is lost; its instances are placed elsewhere.
@@ -89,6 +93,7 @@ impl Default for ClusterConfig {
             grpc_listen: "0.0.0.0:10120".parse().expect("literal"),
             grpc_advertise: None,
             root_endpoints: Vec::new(),
+            cluster_token: None,
             max_body_bytes: 1 << 20,
             worker_liveness_ms: 6_000,
             leader_grace_ms: None,

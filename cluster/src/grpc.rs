@@ -2,6 +2,10 @@
 //! `Undeploy` are committed through Raft (a follower forwards to the leader) and acknowledged
 //! after commit. Both are idempotent on job id + instance number, so the root retries freely.
 //!
+//! `ListWorkers` is answered by the leader (it alone holds the workers' live resources, see
+//! [`crate::soft`]); a follower answers `FailedPrecondition` naming the leader, and the root
+//! tries the next endpoint. With a cluster token configured every call must carry it.
+//!
 //! Answers: `accepted = true` once committed; `accepted = false` with the reason when the state
 //! machine refuses (the same on every replica: retrying will not help); `InvalidArgument` for a
 //! malformed request (naming the field); `Unavailable` when nothing could be committed (no
@@ -9,11 +13,12 @@
 
 use grove_core::job::Job;
 use grove_proto::cluster::cluster_server::{Cluster as ClusterRpc, ClusterServer};
-use grove_proto::cluster::{DeployRequest, DispatchAck, UndeployRequest};
+use grove_proto::cluster::{DeployRequest, DispatchAck, ListWorkersReply, ListWorkersRequest, UndeployRequest, WorkerSummary};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
-use crate::state::{ApplyResult, ClusterCommand};
+use crate::soft::LeaderView;
+use crate::state::{ApplyResult, ClusterCommand, ClusterState};
 use crate::Shared;
 
 /// Largest request accepted (a job document).
@@ -68,11 +73,58 @@ impl ClusterRpc for Service {
         let command = ClusterCommand::Undeploy { job_id: r.job_id, instance_number: Some(r.instance_number), at_ms: crate::now_ms() };
         answer(self.shared.replica.write(command).await)
     }
+
+    async fn list_workers(&self, _request: Request<ListWorkersRequest>) -> Result<Response<ListWorkersReply>, Status> {
+        let replica = &self.shared.replica;
+        if !replica.is_leader() {
+            let leader = replica.status().leader_id.map_or_else(|| "none is known".to_owned(), |id| format!("it is replica {id}"));
+            return Err(Status::failed_precondition(format!("only the cluster leader lists workers; ask another endpoint ({leader})")));
+        }
+        // A linearizable read on the leader: every registration acknowledged before this call.
+        let shared = self.shared.clone();
+        let (cluster_id, workers) = replica
+            .read_linearizable(move |s| (s.cluster_id.clone(), worker_summaries(s, &shared.view(), std::time::Instant::now())))
+            .await
+            .map_err(|e| Status::unavailable(format!("the cluster cannot serve a consistent read: {e}")))?;
+        Ok(Response::new(ListWorkersReply { cluster_id, workers }))
+    }
+}
+
+/// Every registered worker with the live resources of the leader's view (registration values
+/// for a worker not heard from since this leader started), in id order.
+pub fn worker_summaries(state: &ClusterState, view: &LeaderView, now: std::time::Instant) -> Vec<WorkerSummary> {
+    let mut placed: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    for i in state.instances.values().filter(|i| !i.worker_id.is_empty()) {
+        *placed.entry(i.worker_id.as_str()).or_default() += 1;
+    }
+    state
+        .workers
+        .values()
+        .map(|w| {
+            let live = view.workers.get(&w.id);
+            let d = live.and_then(|l| l.dynamic.as_ref());
+            WorkerSummary {
+                id: w.id.clone(),
+                hostname: w.host.clone(),
+                ip: d.map(|d| d.ip.clone()).filter(|ip| !ip.is_empty()).unwrap_or_else(|| w.info.ip.clone()),
+                active: !w.lost,
+                cpu_percent: d.map_or(w.info.cpu_percent, |d| d.cpu_percent),
+                memory_percent: d.map_or(w.info.memory_percent, |d| d.memory_percent),
+                vcpus: d.map_or(w.info.vcpus, |d| d.vcpus),
+                memory_mb: d.map_or(w.info.memory, |d| d.memory),
+                virtualization: w.info.virtualization.clone(),
+                instances: placed.get(w.id.as_str()).copied().unwrap_or(0),
+                registered_at_ms: w.registered_at_ms,
+                last_seen_ms_ago: live.map(|l| now.saturating_duration_since(l.last_seen).as_millis() as u64),
+            }
+        })
+        .collect()
 }
 
 /// Serve the `Cluster` service on `listener` until `stop`.
 pub async fn serve(shared: Shared, listener: tokio::net::TcpListener, mut stop: watch::Receiver<bool>) {
-    let service = ClusterServer::new(Service { shared }).max_decoding_message_size(MAX_REQUEST);
+    let check = grove_proto::auth::TokenCheck::new(shared.config.cluster_token.clone());
+    let service = tonic::service::interceptor::InterceptedService::new(ClusterServer::new(Service { shared }).max_decoding_message_size(MAX_REQUEST), check);
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     let result = tonic::transport::Server::builder()
         .timeout(std::time::Duration::from_secs(30))

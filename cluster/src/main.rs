@@ -53,6 +53,10 @@ struct Args {
     /// Root gRPC endpoints, comma-separated (host:50052,...). Empty: run without a root.
     #[arg(long, env = "GROVE_ROOT_ENDPOINTS", value_delimiter = ',')]
     root_endpoints: Option<Vec<String>>,
+    /// The deployment's cluster token (the root's GROVE_CLUSTER_TOKEN): presented to the root
+    /// and required from it.
+    #[arg(long, env = "GROVE_CLUSTER_TOKEN", hide_env_values = true)]
+    cluster_token: Option<String>,
     /// Milliseconds of silence after which a worker is lost (default 6000).
     #[arg(long, env = "GROVE_WORKER_LIVENESS_MS")]
     worker_liveness_ms: Option<u64>,
@@ -88,6 +92,9 @@ fn load(args: &Args) -> anyhow::Result<ClusterConfig> {
     }
     if let Some(v) = &args.grpc_advertise {
         c.grpc_advertise = Some(v.clone());
+    }
+    if let Some(v) = args.cluster_token.as_ref().filter(|v| !v.is_empty()) {
+        c.cluster_token = Some(v.clone());
     }
     c.root_endpoints.retain(|e| !e.trim().is_empty());
     c.validate()?;

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use grove_core::status::Status;
+use grove_proto::auth::with_bearer;
 use grove_proto::cluster::root_client::RootClient;
 use grove_proto::cluster::{Aggregate, ClusterReport, InstanceStatus, RegisterRequest};
 use tokio::sync::{mpsc, watch};
@@ -173,7 +174,7 @@ async fn session(shared: &Shared, next: &mut usize, stop: &mut watch::Receiver<b
     tracing::info!(%cluster_id, root = %endpoints[*next], "registered with the root");
 
     let (tx, rx) = mpsc::channel::<ClusterReport>(16);
-    let mut acks = tokio::time::timeout(timeout, client.report(tokio_stream::wrappers::ReceiverStream::new(rx)))
+    let mut acks = tokio::time::timeout(timeout, client.report(with_bearer(tokio_stream::wrappers::ReceiverStream::new(rx), shared.config.cluster_token.as_deref())))
         .await
         .map_err(|_| "opening the report stream timed out".to_string())?
         .map_err(|e| format!("opening the report stream: {e}"))?
@@ -248,7 +249,7 @@ async fn register(shared: &Shared, url: &str, timeout: Duration) -> Result<(Root
         manager_port: u32::from(shared.config.api_listen.port()),
     };
     // No channel-wide timeout: it would end the long-lived report stream too.
-    let reply = tokio::time::timeout(timeout, client.register(request))
+    let reply = tokio::time::timeout(timeout, client.register(with_bearer(request, shared.config.cluster_token.as_deref())))
         .await
         .map_err(|_| "Register timed out".to_string())?
         .map_err(|e| format!("Register: {} {}", e.code(), e.message()))?

@@ -268,6 +268,14 @@ pub struct Topology {
     pub net: Option<netns::Net>,
 }
 
+/// 32 hex digits from the kernel's random source.
+fn cluster_token() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).context("reading /dev/urandom for the cluster token")?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 impl Topology {
     /// Plan a topology: binaries from `bin_dir`, data and logs under `dir`. Nothing starts yet.
     pub fn new(layout: Layout, dir: &Path, bin_dir: &Path) -> anyhow::Result<Topology> {
@@ -284,6 +292,14 @@ impl Topology {
             members.insert(m.name.clone(), m);
         };
         let quiet = [("GROVE_LOG".to_owned(), std::env::var("GROVE_LOG").unwrap_or_else(|_| "info,openraft=warn".into()))];
+        // The root and its cluster tiers authenticate each other with a token fresh for this
+        // topology (restarted members keep it: it lives in their environment).
+        let with_token = {
+            let token = cluster_token()?;
+            let mut env = quiet.to_vec();
+            env.push(("GROVE_CLUSTER_TOKEN".to_owned(), token));
+            env
+        };
 
         let root_peers = (0..layout.roots).map(|r| format!("{}={}:{}", r + 1, layout.host(Tier::Root, r), layout.root_raft(r))).collect::<Vec<_>>().join(",");
         let root_grpc: Vec<String> = (0..layout.roots).map(|r| format!("{}:{}", layout.host(Tier::Root, r), layout.root_cluster_grpc(r))).collect();
@@ -313,7 +329,7 @@ impl Topology {
                     root_peers.clone(),
                 ]
                 .into(),
-                env: quiet.to_vec(),
+                env: with_token.clone(),
                 log: dir.join("logs").join(format!("{name}.log")),
                 netns: None,
                 child: None,
@@ -353,7 +369,7 @@ impl Topology {
                         layout.worker_liveness_ms.to_string(),
                     ]
                     .into(),
-                    env: quiet.to_vec(),
+                    env: with_token.clone(),
                     log: dir.join("logs").join(format!("{name}.log")),
                     netns: None,
                     child: None,

@@ -129,6 +129,19 @@ async fn t10_the_process_topology_converges_through_failures() {
     let tasks = || namespaces.iter().map(|ns| running_tasks(&socket, ns).len()).sum::<usize>();
     assert_eq!(tasks(), 2, "two containers run in containerd");
 
+    // The root lists every worker, asked live from each cluster leader over the cluster gRPC
+    // (with the topology's cluster token).
+    let (s, b) = api.call(&urls, reqwest::Method::GET, "/api/workers/", None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["unreachable"], json!([]), "{b}");
+    let workers = b["workers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(workers.len(), 2, "one worker per cluster: {b}");
+    let mut clusters: Vec<&str> = workers.iter().filter_map(|w| w["cluster_name"].as_str()).collect();
+    clusters.sort_unstable();
+    assert_eq!(clusters, [Layout::cluster_name(0), Layout::cluster_name(1)], "{b}");
+    assert!(workers.iter().all(|w| w["active"] == true && w["vcpus"].as_u64() > Some(0)), "{b}");
+    assert_eq!(workers.iter().filter_map(|w| w["instances"].as_u64()).sum::<u64>(), 2, "the two instances are placed: {b}");
+
     // SIGKILL the root leader and cluster-1's leader.
     let root_leader = topo.leader(Tier::Root).await.expect("a root leader");
     let cluster_leader = topo.leader(Tier::Cluster(0)).await.expect("a cluster-1 leader");

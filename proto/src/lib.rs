@@ -3,8 +3,11 @@
 //! - [`raft`]: replication between the replicas of one Raft group (append entries, vote, snapshot
 //!   stream) and the calls any replica accepts for clients: writes and read indexes answered by
 //!   the leader, membership changes, operator status.
-//! - [`cluster`]: the root <-> cluster tier contract (not yet served by grove-root).
+//! - [`cluster`]: the root <-> cluster tier contract (registration, reports, dispatch, workers).
+//! - [`auth`]: the cluster token both directions of that contract carry.
 //! - [`etcd`]: the subset of etcd's KV API that the store benchmark drives.
+
+pub mod auth;
 
 /// `grove.raft.v1`: Raft replication and leader forwarding.
 pub mod raft {

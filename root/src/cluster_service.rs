@@ -214,35 +214,6 @@ fn canonical_ip(addr: SocketAddr) -> std::net::IpAddr {
     }
 }
 
-/// Checks the `authorization: Bearer <token>` metadata of every call when a cluster token is
-/// configured.
-#[derive(Clone)]
-pub struct TokenCheck {
-    expected: Option<std::sync::Arc<str>>,
-}
-
-impl TokenCheck {
-    pub fn new(token: Option<String>) -> Self {
-        TokenCheck { expected: token.map(Into::into) }
-    }
-}
-
-impl tonic::service::Interceptor for TokenCheck {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else { return Ok(request) };
-        let given = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(request),
-            Some(_) => Err(Status::unauthenticated("authorization: the cluster token is wrong")),
-            None => Err(Status::unauthenticated("authorization: a \"Bearer <cluster token>\" header is required")),
-        }
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,22 +260,5 @@ mod tests {
         assert!(e.message().starts_with("instances[1].status"), "{}", e.message());
         let e = instance_reports(vec![pb::InstanceStatus { job_id: String::new(), ..ok }]).unwrap_err();
         assert!(e.message().starts_with("instances[0].job_id"), "{}", e.message());
-    }
-
-    #[test]
-    fn token_check() {
-        use tonic::service::Interceptor;
-        let mut open = TokenCheck::new(None);
-        assert!(open.call(Request::new(())).is_ok());
-        let mut check = TokenCheck::new(Some("s3cret".into()));
-        assert_eq!(check.call(Request::new(())).unwrap_err().code(), tonic::Code::Unauthenticated);
-        let mut with = |v: &str| {
-            let mut r = Request::new(());
-            r.metadata_mut().insert("authorization", v.parse().unwrap());
-            check.call(r)
-        };
-        assert!(with("Bearer s3cret").is_ok());
-        assert!(with("Bearer s3cre").is_err());
-        assert!(with("s3cret").is_err());
     }
 }

@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
+use grove_proto::auth::with_bearer;
 use grove_proto::cluster as pb;
 use grove_raft::Replica;
 use tokio::sync::watch;
@@ -208,11 +209,11 @@ async fn call(w: &Work, document: &str, endpoints: Vec<(usize, Channel)>, timeou
         let answer = match w.kind {
             Kind::Deploy => {
                 let req = pb::DeployRequest { job_id: d.job_id.clone(), instance_number: d.instance_number, job_json: document.to_owned() };
-                tokio::time::timeout(timeout, client.deploy(request(req, token))).await
+                tokio::time::timeout(timeout, client.deploy(with_bearer(req, token))).await
             }
             Kind::Undeploy => {
                 let req = pb::UndeployRequest { job_id: d.job_id.clone(), instance_number: d.instance_number };
-                tokio::time::timeout(timeout, client.undeploy(request(req, token))).await
+                tokio::time::timeout(timeout, client.undeploy(with_bearer(req, token))).await
             }
         };
         match answer {
@@ -223,14 +224,6 @@ async fn call(w: &Work, document: &str, endpoints: Vec<(usize, Channel)>, timeou
         }
     }
     Err(reasons.join("; "))
-}
-
-fn request<T>(message: T, token: Option<&str>) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(message);
-    if let Some(value) = token.and_then(|t| format!("Bearer {t}").parse().ok()) {
-        r.metadata_mut().insert("authorization", value);
-    }
-    r
 }
 
 #[cfg(test)]
@@ -267,7 +260,7 @@ mod tests {
     }
 
     fn place(s: &mut RootState, cluster: &str) -> u32 {
-        let n = match s.apply(RootCommand::RequestInstance { job_id: "j1".into(), at_ms: 2 }).unwrap() {
+        let n = match s.apply(RootCommand::RequestInstance { job_id: "j1".into(), owner: None, at_ms: 2 }).unwrap() {
             crate::state::Applied::Instance(n) => n,
             other => panic!("{other:?}"),
         };
@@ -282,7 +275,7 @@ mod tests {
         let n0 = place(&mut s, "c1");
         let n1 = place(&mut s, "c1");
         let _unreachable = place(&mut s, "c2"); // no endpoints: nothing can be sent
-        s.apply(RootCommand::RequestInstance { job_id: "j1".into(), at_ms: 4 }).unwrap(); // not placed
+        s.apply(RootCommand::RequestInstance { job_id: "j1".into(), owner: None, at_ms: 4 }).unwrap(); // not placed
         let work = pending(&s);
         assert_eq!(work.iter().map(|w| (w.kind, w.dispatch.instance_number)).collect::<Vec<_>>(), [(Kind::Deploy, n0), (Kind::Deploy, n1)]);
         // The job document carries only the dispatched instance, `_id` as a string.
@@ -294,7 +287,7 @@ mod tests {
         // Acknowledged: no longer pending. Removed: an undeploy is.
         let acked = Dispatch { cluster_id: "c1".into(), job_id: "j1".into(), instance_number: n0 };
         s.apply(RootCommand::Acknowledge { deploys: vec![acked], undeploys: vec![] }).unwrap();
-        s.apply(RootCommand::RemoveInstances { job_id: "j1".into(), instance_number: n1 as i64, at_ms: 5 }).unwrap();
+        s.apply(RootCommand::RemoveInstances { job_id: "j1".into(), instance_number: n1 as i64, owner: None, at_ms: 5 }).unwrap();
         let work = pending(&s);
         assert_eq!(work.iter().map(|w| (w.kind, w.dispatch.instance_number)).collect::<Vec<_>>(), [(Kind::Undeploy, n1)]);
         assert!(deploy_document(&s, &work[0].dispatch).is_none(), "a removed instance has nothing to deploy");

@@ -95,6 +95,8 @@ impl Root {
             access_token_ttl: Duration::from_secs(config.access_token_ttl_secs),
             refresh_token_ttl: Duration::from_secs(config.refresh_token_ttl_secs),
             password_hash_iterations: config.password_hash_iterations,
+            cluster_token: config.cluster_token.clone(),
+            cluster_call_timeout: Duration::from_millis(config.dispatch_timeout_ms.max(100)),
         };
         let api = api::Api::new(replica.clone(), settings);
         let (stop, stop_rx) = watch::channel(false);
@@ -124,7 +126,7 @@ impl Root {
         let mut grpc_stop = stop_rx.clone();
         let service = grove_proto::cluster::root_server::RootServer::with_interceptor(
             cluster_service::ClusterService::new(replica.clone(), stop_rx.clone()),
-            cluster_service::TokenCheck::new(config.cluster_token.clone()),
+            grove_proto::auth::TokenCheck::new(config.cluster_token.clone()),
         );
         tasks.push((
             "cluster-grpc",

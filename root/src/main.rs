@@ -81,7 +81,7 @@ fn load(args: &Args) -> anyhow::Result<RootConfig> {
     if let Some(v) = &args.admin_password_file {
         c.admin_password_file = Some(v.clone());
     }
-    if let Some(v) = &args.cluster_token {
+    if let Some(v) = args.cluster_token.as_ref().filter(|v| !v.is_empty()) {
         c.cluster_token = Some(v.clone());
     }
     Ok(c)

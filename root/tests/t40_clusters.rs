@@ -253,3 +253,59 @@ async fn every_committed_dispatch_survives_the_root_leaders_death() {
     drop(edge);
     t.shutdown().await;
 }
+
+#[tokio::test]
+async fn workers_are_listed_from_every_cluster_and_unreachable_ones_are_named() {
+    let t = TestRoots::start_with(1, |c| c.cluster_token = Some("cluster-secret".into())).await;
+    let token = t.admin(1).await;
+    let secret = Some("cluster-secret".to_owned());
+    let edge = FakeCluster::start("edge", cluster_endpoints(&t), 8192, PERIOD, secret.clone()).await;
+    let far = FakeCluster::start("far", cluster_endpoints(&t), 8192, PERIOD, secret).await;
+    let worker = |id: &str, instances: u32| pb::WorkerSummary {
+        id: id.into(),
+        hostname: format!("host-{id}"),
+        ip: "10.0.0.9".into(),
+        active: true,
+        vcpus: 4,
+        memory_mb: 3000,
+        instances,
+        last_seen_ms_ago: Some(120),
+        ..Default::default()
+    };
+    edge.calls.lock().unwrap().workers = vec![worker("w1", 2), worker("w2", 0)];
+    wait_for("both clusters registered", Duration::from_secs(20), || async {
+        let (_, b) = t.call(1, Method::GET, "/api/clusters/active", None, None).await;
+        b.as_array().filter(|a| a.len() == 2).map(|_| ())
+    })
+    .await;
+
+    let (s, b) = t.call(1, Method::GET, "/api/workers/", None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    let (s, b) = t.call(1, Method::GET, "/api/workers/", Some(&token), None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["unreachable"], serde_json::json!([]), "{b}");
+    let workers = b["workers"].as_array().unwrap();
+    let ids: Vec<&str> = workers.iter().map(|w| w["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["w1", "w2"], "{b}");
+    assert_eq!(workers[0]["cluster_name"], "edge");
+    assert_eq!(workers[0]["cluster_id"], serde_json::json!(edge.id().unwrap()));
+    assert_eq!(workers[0]["hostname"], "host-w1");
+    assert_eq!(workers[0]["instances"], 2);
+    assert_eq!(workers[0]["memory"], 3000);
+    assert_eq!(workers[0]["last_seen_ms_ago"], 120);
+
+    // A cluster that does not answer is named with the reason; the others still answer.
+    far.stop();
+    let b = wait_for("the stopped cluster listed as unreachable", Duration::from_secs(20), || async {
+        let (s, b) = t.call(1, Method::GET, "/api/workers/", Some(&token), None).await;
+        assert_eq!(s, StatusCode::OK, "{b}");
+        (b["unreachable"].as_array().is_some_and(|u| !u.is_empty())).then_some(b)
+    })
+    .await;
+    assert_eq!(b["workers"].as_array().unwrap().len(), 2, "{b}");
+    let unreachable = b["unreachable"].as_array().unwrap();
+    assert_eq!(unreachable.len(), 1, "{b}");
+    assert_eq!(unreachable[0]["cluster_name"], "far");
+    assert!(unreachable[0]["error"].as_str().unwrap().starts_with(&far.endpoint), "{b}");
+    t.shutdown().await;
+}

@@ -8,8 +8,8 @@ use crate::model::{id_of, list_of, str_of};
 use crate::table::Table;
 use crate::{CliError, Ctx};
 
-/// The route `worker list` asks for. Oakestra's System Manager has no such route (workers are
-/// known only to their cluster); Grove's root does not serve it yet either.
+/// The route `worker list` asks for. Grove's root serves it (asking each cluster tier's leader);
+/// Oakestra's System Manager has no such route (workers are known only to their cluster).
 pub const WORKERS_ROUTE: &str = "/api/workers/";
 
 async fn clusters(ctx: &mut Ctx<'_>) -> Result<Vec<Value>, CliError> {
@@ -69,19 +69,45 @@ pub async fn list_workers(ctx: &mut Ctx<'_>) -> Result<(), CliError> {
     let token = ctx.client.session().map(|s| s.token);
     let answer = ctx.client.send(Method::GET, WORKERS_ROUTE, None, token.as_deref(), true).await?;
     if answer.is_success() {
-        let list = list_of(&answer.json(&Method::GET, WORKERS_ROUTE)?);
+        let body = answer.json(&Method::GET, WORKERS_ROUTE)?;
+        // Grove answers {"workers": [...], "unreachable": [...]}; a bare list is read too.
+        let (list, unreachable) = match body.get("workers") {
+            Some(w) => (list_of(w), body.get("unreachable").map(list_of).unwrap_or_default()),
+            None => (list_of(&body), Vec::new()),
+        };
         if ctx.json {
-            ctx.print_json(&Value::Array(list));
+            ctx.print_json(&body);
+        } else {
+            let mut t = Table::new(["WORKER ID", "HOSTNAME", "CLUSTER", "ADDRESS", "ACTIVE", "INSTANCES", "CPU %", "MEM %", "VCPUS", "MEMORY MB"]);
+            for w in &list {
+                let active = w.get("active").and_then(Value::as_bool).map_or("-", |b| if b { "yes" } else { "no" });
+                let cluster = Some(str_of(w, "cluster_name")).filter(|s| !s.is_empty()).unwrap_or_else(|| str_of(w, "cluster_id"));
+                t.row([
+                    id_of(w),
+                    str_of(w, "hostname"),
+                    cluster,
+                    str_of(w, "ip"),
+                    active.into(),
+                    number(w, "instances"),
+                    number(w, "cpu_percent"),
+                    number(w, "memory_percent"),
+                    number(w, "vcpus"),
+                    number(w, "memory"),
+                ]);
+            }
+            ctx.print(&if t.is_empty() { "No workers\n".to_owned() } else { t.render() });
+        }
+        if unreachable.is_empty() {
             return Ok(());
         }
-        let mut t = Table::new(["WORKER ID", "HOSTNAME", "CLUSTER", "ADDRESS", "ACTIVE", "CPU %", "MEM %"]);
-        for w in &list {
-            let active = w.get("active").and_then(Value::as_bool).map_or("-", |b| if b { "yes" } else { "no" });
-            let cluster = Some(str_of(w, "cluster_name")).filter(|s| !s.is_empty()).unwrap_or_else(|| str_of(w, "cluster_id"));
-            t.row([id_of(w), str_of(w, "hostname"), cluster, str_of(w, "ip"), active.into(), number(w, "cpu_percent"), number(w, "memory_percent")]);
-        }
-        ctx.print(&if t.is_empty() { "No workers\n".to_owned() } else { t.render() });
-        return Ok(());
+        let names: Vec<String> = unreachable
+            .iter()
+            .map(|c| {
+                let name = Some(str_of(c, "cluster_name")).filter(|s| !s.is_empty()).unwrap_or_else(|| str_of(c, "cluster_id"));
+                format!("{name} ({})", str_of(c, "error"))
+            })
+            .collect();
+        return Err(CliError::Partial(format!("the workers of {} cluster(s) are not listed, the root could not reach them: {}", names.len(), names.join("; "))));
     }
     if !matches!(answer.status, 404 | 405) {
         return Err(http_error(&Method::GET, WORKERS_ROUTE, &answer));
@@ -96,7 +122,7 @@ pub async fn list_workers(ctx: &mut Ctx<'_>) -> Result<(), CliError> {
         ctx.print(&t.render());
     }
     Err(CliError::MissingRoute(format!(
-        "the root at {} does not list workers: GET {WORKERS_ROUTE} answered HTTP {} (the route is missing); \
+        "the root at {} does not list workers: GET {WORKERS_ROUTE} answered HTTP {} (the route is missing: a stock Oakestra root); \
          only each cluster's count of active workers is known (GET /api/clusters/, shown above)",
         answer.endpoint, answer.status
     )))

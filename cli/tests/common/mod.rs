@@ -55,6 +55,8 @@ pub struct FakeState {
     pub metrics: String,
     /// `GET /api/raft/status` (`None`: 404, as the root answers today).
     pub raft_status: Option<Value>,
+    /// `GET /api/workers/` (`None`: 404, as a stock Oakestra root answers).
+    pub workers: Option<Value>,
     next_id: u32,
 }
 
@@ -75,6 +77,7 @@ impl Default for FakeState {
             readyz: None,
             metrics: String::new(),
             raft_status: None,
+            workers: None,
             next_id: 0,
         }
     }
@@ -235,6 +238,12 @@ async fn handle(State(state): State<Arc<Mutex<FakeState>>>, method: Method, uri:
         }
         (&Method::GET, ["metrics"]) => return s.metrics.clone().into_response(),
         (&Method::GET, ["api", "raft", "status"]) if s.raft_status.is_some() => return Json(s.raft_status.clone().unwrap()).into_response(),
+        (&Method::GET, ["api", "workers", ""]) if s.workers.is_some() => {
+            if !bearer.as_ref().is_some_and(|b| s.access_tokens.contains(b)) {
+                return error(StatusCode::UNAUTHORIZED, "Token has expired");
+            }
+            return Json(s.workers.clone().unwrap()).into_response();
+        }
         _ => {}
     }
 

@@ -68,6 +68,7 @@ pub const ROUTES: &[RouteDoc] = &[
     r!("delete", "/api/service/{serviceid}/instance/{n}", Token, "Undeploy instance n (-1: all)"),
     r!("get", "/api/clusters/", Public, "Registered clusters"),
     r!("get", "/api/clusters/active", Public, "Active clusters"),
+    r!("get", "/api/workers/", Token, "Every worker of every cluster, asked live from each cluster leader (Grove; unreachable clusters listed apart)"),
     r!("post", "/api/information/{cluster_id}", Public, "Cluster report (stock Oakestra cluster managers)"),
     r!("post", "/api/result/deploy", Public, "External scheduler result (not used by Grove: 501)", 501),
     r!("get", "/frontend/uploader", Public, "File uploader (not implemented: 501)", 501),

@@ -12,6 +12,7 @@ pub mod error;
 pub mod ops;
 pub mod services;
 pub mod users;
+pub mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
@@ -40,6 +41,10 @@ pub struct ApiSettings {
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub password_hash_iterations: u32,
+    /// Presented to cluster tiers on the calls the API makes to them (`GET /api/workers/`).
+    pub cluster_token: Option<String>,
+    /// Bound on each such call.
+    pub cluster_call_timeout: Duration,
 }
 
 impl Default for ApiSettings {
@@ -49,6 +54,8 @@ impl Default for ApiSettings {
             access_token_ttl: Duration::from_secs(600),
             refresh_token_ttl: Duration::from_secs(30 * 24 * 3600),
             password_hash_iterations: 100_000,
+            cluster_token: None,
+            cluster_call_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -60,16 +67,25 @@ pub struct Api {
     pub settings: Arc<ApiSettings>,
     keys: Arc<RwLock<Option<Arc<SigningKeys>>>>,
     pub metrics: Arc<HttpMetrics>,
+    cluster_channels: workers::ClusterChannels,
 }
 
 impl Api {
     pub fn new(replica: Replica<RootState>, settings: ApiSettings) -> Self {
-        Api { replica, settings: Arc::new(settings), keys: Arc::new(RwLock::new(None)), metrics: Arc::new(HttpMetrics::default()) }
+        Api { replica, settings: Arc::new(settings), keys: Arc::new(RwLock::new(None)), metrics: Arc::new(HttpMetrics::default()), cluster_channels: Default::default() }
     }
 
     /// Commit `command`; the state machine's refusal becomes a 4xx.
     pub async fn write(&self, command: RootCommand) -> Result<Applied, ApiError> {
         Ok(self.replica.write(command).await??)
+    }
+
+    /// Commit `command`, then `read` the state that includes it (on this replica, once it has
+    /// applied the write; linearizable without a second round to the leader).
+    pub async fn write_then_read<T>(&self, command: RootCommand, read: impl FnOnce(&RootState) -> T) -> Result<T, ApiError> {
+        let (applied, answer) = self.replica.write_then_read(command, read).await?;
+        applied?;
+        Ok(answer)
     }
 
     /// Read state that reflects every write acknowledged before this call.
@@ -242,7 +258,7 @@ async fn preflight(request: Request, next: Next) -> Response {
 
 /// Collection routes are declared with a trailing slash; without it, upstream (Flask) answers
 /// 308 to the slashed path.
-const SLASHED: [&str; 8] = [
+const SLASHED: [&str; 9] = [
     "/api/application",
     "/api/applications",
     "/api/service",
@@ -251,6 +267,7 @@ const SLASHED: [&str; 8] = [
     "/api/user",
     "/api/clusters",
     "/api/organization",
+    "/api/workers",
 ];
 
 /// Every route of the API.
@@ -279,6 +296,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/service/{serviceid}/instance/{n}", axum::routing::delete(services::scale_down))
         .route("/api/clusters/", get(clusters::all))
         .route("/api/clusters/active", get(clusters::active))
+        .route("/api/workers/", get(workers::all))
         .route("/api/information/{cluster_id}", post(clusters::information))
         .route("/api/result/deploy", post(clusters::result_deploy))
         .route("/frontend/uploader", any(ops::uploader))

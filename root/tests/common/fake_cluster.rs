@@ -1,6 +1,6 @@
 //! `FakeCluster`: a test double of a cluster tier, speaking the real `grove.cluster.v1` gRPC.
 //! It serves `Cluster.Deploy`/`Undeploy` (idempotent on job id + instance number, like the
-//! real tier), registers with a list of root endpoints (failing over between them) and keeps a
+//! real tier) and `ListWorkers` (from a list the test sets), registers with a list of root endpoints (failing over between them) and keeps a
 //! report stream open that sends a full report (every held instance `RUNNING`) every period.
 //! It counts every call so tests can check "exactly once in effect".
 #![allow(dead_code)]
@@ -25,6 +25,8 @@ pub struct Calls {
     pub undeploys: BTreeMap<Key, u32>,
     /// The last job document received per instance.
     pub documents: BTreeMap<Key, serde_json::Value>,
+    /// What `ListWorkers` answers.
+    pub workers: Vec<pb::WorkerSummary>,
 }
 
 #[derive(Clone)]
@@ -67,6 +69,12 @@ impl pb::cluster_server::Cluster for Service {
         *c.undeploys.entry(key.clone()).or_default() += 1;
         c.held.remove(&key);
         Ok(Response::new(pb::DispatchAck { accepted: true, reason: String::new() }))
+    }
+
+    async fn list_workers(&self, request: Request<pb::ListWorkersRequest>) -> Result<Response<pb::ListWorkersReply>, Status> {
+        self.check(request.metadata())?;
+        let workers = self.calls.lock().unwrap().workers.clone();
+        Ok(Response::new(pb::ListWorkersReply { cluster_id: String::new(), workers }))
     }
 }
 
