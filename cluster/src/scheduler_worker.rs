@@ -105,37 +105,41 @@ pub async fn run(shared: Shared, interval: Duration, redeploy_delay_ms: u64, mut
         };
         let now_ms = crate::now_ms();
         let decisions = shared.replica.read_local(|s| plan(s, &dynamic, now_ms, redeploy_delay_ms));
-        for d in decisions {
-            let at_ms = crate::now_ms();
-            let placed_on = match &d {
-                Decision::Place { worker_id, .. } => Some(worker_id.clone()),
-                Decision::Fail { .. } => None,
-            };
-            let command = match d {
-                Decision::Place { key, worker_id, expected_worker } => {
-                    tracing::info!(instance = %key, worker = %worker_id, previous = %expected_worker, "placing instance");
-                    ClusterCommand::Place { key, worker_id, expected_worker, at_ms }
-                }
-                Decision::Fail { key, status, detail } => {
-                    tracing::info!(instance = %key, %status, %detail, "no worker for instance");
-                    ClusterCommand::FailPlacement { key, status, detail, at_ms }
-                }
-            };
-            match shared.replica.write(command).await {
-                // Deliver at once instead of at the next periodic reconciliation.
-                Ok(Ok(_)) => {
-                    if let Some(w) = placed_on {
-                        shared.view().reattached.insert(w);
+        // Every decision of the pass at once: they touch different instances (the plan already
+        // accounts for each other's resources), and concurrent writes share Raft rounds and
+        // log syncs; one after the other, a burst of deploys waited a round per instance.
+        let writes = decisions.into_iter().map(|d| {
+            let shared = &shared;
+            async move {
+                let at_ms = crate::now_ms();
+                let placed_on = match &d {
+                    Decision::Place { worker_id, .. } => Some(worker_id.clone()),
+                    Decision::Fail { .. } => None,
+                };
+                let command = match d {
+                    Decision::Place { key, worker_id, expected_worker } => {
+                        tracing::info!(instance = %key, worker = %worker_id, previous = %expected_worker, "placing instance");
+                        ClusterCommand::Place { key, worker_id, expected_worker, at_ms }
                     }
-                }
-                // Placed, removed or lost meanwhile: the next pass sees the new state.
-                Ok(Err(e)) => tracing::debug!("placement not applied: {e}"),
-                Err(e) => {
-                    tracing::warn!("placement not committed: {e}");
-                    break;
+                    Decision::Fail { key, status, detail } => {
+                        tracing::info!(instance = %key, %status, %detail, "no worker for instance");
+                        ClusterCommand::FailPlacement { key, status, detail, at_ms }
+                    }
+                };
+                match shared.replica.write(command).await {
+                    // Deliver at once instead of at the next periodic reconciliation.
+                    Ok(Ok(_)) => {
+                        if let Some(w) = placed_on {
+                            shared.view().reattached.insert(w);
+                        }
+                    }
+                    // Placed, removed or lost meanwhile: the next pass sees the new state.
+                    Ok(Err(e)) => tracing::debug!("placement not applied: {e}"),
+                    Err(e) => tracing::warn!("placement not committed: {e}"),
                 }
             }
-        }
+        });
+        futures::future::join_all(writes).await;
     }
 }
 
