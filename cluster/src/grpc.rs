@@ -80,12 +80,12 @@ impl ClusterRpc for Service {
             let leader = replica.status().leader_id.map_or_else(|| "none is known".to_owned(), |id| format!("it is replica {id}"));
             return Err(Status::failed_precondition(format!("only the cluster leader lists workers; ask another endpoint ({leader})")));
         }
-        // A linearizable read on the leader: every registration acknowledged before this call.
-        let shared = self.shared.clone();
-        let (cluster_id, workers) = replica
-            .read_linearizable(move |s| (s.cluster_id.clone(), worker_summaries(s, &shared.view(), std::time::Instant::now())))
-            .await
-            .map_err(|e| Status::unavailable(format!("the cluster cannot serve a consistent read: {e}")))?;
+        // Wait for the read index (every registration acknowledged before this call), then read
+        // the state, which can only be newer, under the view: view before state, the lock order
+        // of the leader's loops.
+        replica.read_linearizable(|_| ()).await.map_err(|e| Status::unavailable(format!("the cluster cannot serve a consistent read: {e}")))?;
+        let view = self.shared.view();
+        let (cluster_id, workers) = replica.read_local(|s| (s.cluster_id.clone(), worker_summaries(s, &view, std::time::Instant::now())));
         Ok(Response::new(ListWorkersReply { cluster_id, workers }))
     }
 }

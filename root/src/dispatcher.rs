@@ -189,8 +189,9 @@ pub async fn run(replica: Replica<RootState>, settings: DispatchSettings, mut st
     }
 }
 
-/// A lazily connecting channel per endpoint (reused across calls).
-fn channel(channels: &mut HashMap<String, Channel>, endpoint: &str, timeout: Duration) -> Option<Channel> {
+/// A lazily connecting channel per endpoint (reused across calls); `None` for an endpoint that
+/// is not a valid `host:port`.
+pub(crate) fn channel(channels: &mut HashMap<String, Channel>, endpoint: &str, timeout: Duration) -> Option<Channel> {
     if let Some(c) = channels.get(endpoint) {
         return Some(c.clone());
     }

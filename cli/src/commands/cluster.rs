@@ -65,27 +65,29 @@ pub async fn list_clusters(ctx: &mut Ctx<'_>) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A document's cluster: its name, else its id.
+fn cluster_label(v: &Value) -> String {
+    Some(str_of(v, "cluster_name")).filter(|s| !s.is_empty()).unwrap_or_else(|| str_of(v, "cluster_id"))
+}
+
 pub async fn list_workers(ctx: &mut Ctx<'_>) -> Result<(), CliError> {
     let token = ctx.client.session().map(|s| s.token);
     let answer = ctx.client.send(Method::GET, WORKERS_ROUTE, None, token.as_deref(), true).await?;
     if answer.is_success() {
+        // {"workers": [...], "unreachable": [{"cluster_id", "cluster_name", "error"}]}
         let body = answer.json(&Method::GET, WORKERS_ROUTE)?;
-        // Grove answers {"workers": [...], "unreachable": [...]}; a bare list is read too.
-        let (list, unreachable) = match body.get("workers") {
-            Some(w) => (list_of(w), body.get("unreachable").map(list_of).unwrap_or_default()),
-            None => (list_of(&body), Vec::new()),
-        };
+        let list = body.get("workers").map(list_of).unwrap_or_default();
+        let unreachable = body.get("unreachable").map(list_of).unwrap_or_default();
         if ctx.json {
             ctx.print_json(&body);
         } else {
             let mut t = Table::new(["WORKER ID", "HOSTNAME", "CLUSTER", "ADDRESS", "ACTIVE", "INSTANCES", "CPU %", "MEM %", "VCPUS", "MEMORY MB"]);
             for w in &list {
                 let active = w.get("active").and_then(Value::as_bool).map_or("-", |b| if b { "yes" } else { "no" });
-                let cluster = Some(str_of(w, "cluster_name")).filter(|s| !s.is_empty()).unwrap_or_else(|| str_of(w, "cluster_id"));
                 t.row([
                     id_of(w),
                     str_of(w, "hostname"),
-                    cluster,
+                    cluster_label(w),
                     str_of(w, "ip"),
                     active.into(),
                     number(w, "instances"),
@@ -102,10 +104,7 @@ pub async fn list_workers(ctx: &mut Ctx<'_>) -> Result<(), CliError> {
         }
         let names: Vec<String> = unreachable
             .iter()
-            .map(|c| {
-                let name = Some(str_of(c, "cluster_name")).filter(|s| !s.is_empty()).unwrap_or_else(|| str_of(c, "cluster_id"));
-                format!("{name} ({})", str_of(c, "error"))
-            })
+            .map(|c| format!("{} ({})", cluster_label(c), str_of(c, "error")))
             .collect();
         return Err(CliError::Partial(format!("the workers of {} cluster(s) are not listed, the root could not reach them: {}", names.len(), names.join("; "))));
     }

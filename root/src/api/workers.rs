@@ -15,24 +15,19 @@ use grove_proto::auth::with_bearer;
 use grove_proto::cluster::cluster_client::ClusterClient;
 use grove_proto::cluster::{ListWorkersRequest, WorkerSummary};
 use serde_json::{json, Value};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::{Api, ApiError, Caller};
 
-/// Lazily connected channels to cluster endpoints, reused across requests.
+/// Lazily connected channels to cluster endpoints, reused across requests (the dispatcher's
+/// [`crate::dispatcher::channel`] behind a lock).
 #[derive(Default, Clone)]
 pub struct ClusterChannels(Arc<Mutex<HashMap<String, Channel>>>);
 
 impl ClusterChannels {
     fn get(&self, endpoint: &str, timeout: std::time::Duration) -> Result<Channel, String> {
         let mut map = self.0.lock().expect("channel map lock");
-        if let Some(c) = map.get(endpoint) {
-            return Ok(c.clone());
-        }
-        let url = if endpoint.contains("://") { endpoint.to_owned() } else { format!("http://{endpoint}") };
-        let channel = Endpoint::from_shared(url).map_err(|e| format!("{endpoint}: not a valid endpoint: {e}"))?.connect_timeout(timeout).timeout(timeout).connect_lazy();
-        map.insert(endpoint.to_owned(), channel.clone());
-        Ok(channel)
+        crate::dispatcher::channel(&mut map, endpoint, timeout).ok_or_else(|| format!("{endpoint}: not a valid endpoint"))
     }
 }
 
