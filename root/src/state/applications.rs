@@ -31,13 +31,14 @@ pub struct NewApplication {
 impl RootState {
     /// The application `owner` already has with this name and namespace.
     pub fn application_named(&self, owner: &str, name: &str, namespace: &str) -> Option<&AppRecord> {
-        self.applications
-            .values()
-            .find(|a| a.owner == owner && a.application_name == name && a.application_namespace == namespace)
+        let key = (owner.to_owned(), name.to_owned(), namespace.to_owned());
+        self.names.apps.get(&key).and_then(|id| self.applications.get(id))
     }
 
-    pub fn applications_of<'a>(&'a self, owner: &'a str) -> impl Iterator<Item = &'a AppRecord> + 'a {
-        self.applications.values().filter(move |a| a.owner == owner)
+    /// The applications of `owner`, by id.
+    pub fn applications_of<'a>(&'a self, owner: &str) -> impl Iterator<Item = &'a AppRecord> + 'a {
+        let ids = self.names.apps_by_owner.get(owner);
+        ids.into_iter().flatten().filter_map(|id| self.applications.get(id))
     }
 
     fn check_new_jobs<'a>(&self, jobs: impl Iterator<Item = &'a Job>) -> Result<(), ApplyError> {
@@ -80,8 +81,9 @@ impl RootState {
                 microservices: app.jobs.iter().map(|j| j.id.clone()).collect(),
             };
             for job in app.jobs {
-                self.jobs.insert(job.id.clone(), JobRecord::new(job, owner));
+                self.insert_job(JobRecord::new(job, owner));
             }
+            self.names.add_app(&record);
             self.applications.insert(record.id.clone(), record);
         }
         Ok(Applied::Changed(count))
@@ -100,14 +102,17 @@ impl RootState {
             return Err(ApplyError::Conflict(format!("application {name}.{namespace} already exists for user {owner}")));
         }
         let app = self.applications.get_mut(id).expect("checked above");
+        self.names.remove_app(app);
         app.application_name = name;
         app.application_namespace = namespace;
         app.application_desc = desc;
+        self.names.add_app(app);
         Ok(Applied::Done)
     }
 
     pub(super) fn delete_application(&mut self, id: &str) -> ApplyResult {
         let app = self.applications.remove(id).ok_or_else(|| ApplyError::NotFound(format!("application {id} does not exist")))?;
+        self.names.remove_app(&app);
         for job_id in &app.microservices {
             self.remove_job(job_id);
         }
@@ -124,7 +129,7 @@ impl RootState {
         let app = self.applications.get_mut(app_id).expect("checked above");
         app.microservices.extend(jobs.iter().map(|j| j.id.clone()));
         for job in jobs {
-            self.jobs.insert(job.id.clone(), JobRecord::new(job, owner));
+            self.insert_job(JobRecord::new(job, owner));
         }
         Ok(Applied::Changed(count))
     }

@@ -138,7 +138,12 @@ impl InstanceRecord {
 
 impl RootState {
     pub fn job_named(&self, job_name: &str) -> Option<&JobRecord> {
-        self.jobs.values().find(|j| j.job.job_name == job_name)
+        self.names.jobs.get(job_name).and_then(|id| self.jobs.get(id))
+    }
+
+    pub(super) fn insert_job(&mut self, job: JobRecord) {
+        self.names.jobs.insert(job.job.job_name.clone(), job.job.id.clone());
+        self.jobs.insert(job.job.id.clone(), job);
     }
 
     pub fn jobs_of_application(&self, app_id: &str) -> impl Iterator<Item = &JobRecord> {
@@ -149,6 +154,7 @@ impl RootState {
     /// Remove a job; its placed instances are queued for undeploy.
     pub(super) fn remove_job(&mut self, job_id: &str) -> bool {
         let Some(job) = self.jobs.remove(job_id) else { return false };
+        self.names.jobs.remove(&job.job.job_name);
         for inst in job.instances.values() {
             self.queue_undeploy(&inst.cluster_id, job_id, inst.instance_number);
         }

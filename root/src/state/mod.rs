@@ -11,7 +11,7 @@ mod clusters;
 mod jobs;
 mod users;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -55,6 +55,54 @@ pub struct RootState {
     pub bootstrapped: bool,
     /// Commands applied, to compare replicas cheaply.
     pub applied_commands: u64,
+    /// Lookups by name, derived from the records above: not in snapshots, rebuilt on restore.
+    #[serde(skip)]
+    names: NameIndex,
+}
+
+/// The name lookups that the API and the uniqueness checks of every create need, so that
+/// neither scans every application or service (a create's apply cost must not grow with the
+/// number of services stored). Kept by the few functions that add, rename or remove records.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct NameIndex {
+    /// (owner, application_name, application_namespace) → application id.
+    apps: HashMap<(String, String, String), String>,
+    /// Owner → the ids of their applications.
+    apps_by_owner: HashMap<String, BTreeSet<String>>,
+    /// `job_name` → service id.
+    jobs: HashMap<String, String>,
+}
+
+impl NameIndex {
+    fn build(state: &RootState) -> NameIndex {
+        let mut index = NameIndex::default();
+        for app in state.applications.values() {
+            index.add_app(app);
+        }
+        for job in state.jobs.values() {
+            index.jobs.insert(job.job.job_name.clone(), job.job.id.clone());
+        }
+        index
+    }
+
+    fn app_key(app: &AppRecord) -> (String, String, String) {
+        (app.owner.clone(), app.application_name.clone(), app.application_namespace.clone())
+    }
+
+    fn add_app(&mut self, app: &AppRecord) {
+        self.apps.insert(Self::app_key(app), app.id.clone());
+        self.apps_by_owner.entry(app.owner.clone()).or_default().insert(app.id.clone());
+    }
+
+    fn remove_app(&mut self, app: &AppRecord) {
+        self.apps.remove(&Self::app_key(app));
+        if let Some(ids) = self.apps_by_owner.get_mut(&app.owner) {
+            ids.remove(&app.id);
+            if ids.is_empty() {
+                self.apps_by_owner.remove(&app.owner);
+            }
+        }
+    }
 }
 
 /// A state change. Every value that is not a pure function of the state is in the command.
@@ -211,7 +259,9 @@ impl grove_raft::StateMachine for RootState {
     }
 
     fn restore(bytes: &[u8]) -> Result<Self, String> {
-        serde_json::from_slice(bytes).map_err(|e| format!("root state snapshot: {e}"))
+        let mut state: RootState = serde_json::from_slice(bytes).map_err(|e| format!("root state snapshot: {e}"))?;
+        state.names = NameIndex::build(&state);
+        Ok(state)
     }
 }
 

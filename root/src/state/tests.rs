@@ -132,6 +132,41 @@ fn update_and_delete_application_queues_undeploys() {
     assert_eq!(s.pending_undeploys, vec![Dispatch { cluster_id: "c1".into(), job_id: "xj00".into(), instance_number: 0 }]);
 }
 
+#[test]
+fn name_lookups_follow_creates_renames_and_deletes() {
+    let mut s = bootstrapped();
+    s.apply(RootCommand::CreateApplications { owner: "Admin".into(), apps: new_apps(&[("a", "n"), ("b", "n")], "x") }).unwrap();
+    s.apply(RootCommand::CreateApplications { owner: "bob".into(), apps: new_apps(&[("c", "n")], "y") }).unwrap();
+    assert_eq!(s.application_named("Admin", "a", "n").map(|a| a.id.as_str()), Some("xa0"));
+    assert!(s.application_named("bob", "a", "n").is_none());
+    let ids = |s: &RootState, owner: &str| s.applications_of(owner).map(|a| a.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&s, "Admin"), ["xa0", "xa1"]);
+    assert_eq!(ids(&s, "bob"), ["ya0"]);
+    assert_eq!(s.job_named("b.n.web.x").map(|j| j.job.id.as_str()), Some("xj10"));
+
+    // A rename frees the old name and takes the new one.
+    s.apply(RootCommand::UpdateApplication { id: "xa0".into(), name: "z".into(), namespace: "n".into(), desc: String::new() }).unwrap();
+    assert!(s.application_named("Admin", "a", "n").is_none());
+    assert_eq!(s.application_named("Admin", "z", "n").map(|a| a.id.as_str()), Some("xa0"));
+    let r = s.apply(RootCommand::UpdateApplication { id: "xa1".into(), name: "z".into(), namespace: "n".into(), desc: String::new() });
+    assert!(matches!(r, Err(ApplyError::Conflict(_))), "{r:?}");
+
+    // Deleting a service frees its job name; deleting an application frees its name and jobs.
+    s.apply(RootCommand::DeleteService { id: "xj10".into() }).unwrap();
+    assert!(s.job_named("b.n.web.x").is_none());
+    s.apply(RootCommand::DeleteApplication { id: "xa0".into() }).unwrap();
+    assert!(s.application_named("Admin", "z", "n").is_none());
+    assert!(s.job_named("a.n.web.x").is_none());
+    assert_eq!(ids(&s, "Admin"), ["xa1"]);
+    s.apply(RootCommand::DeleteApplication { id: "ya0".into() }).unwrap();
+    assert!(ids(&s, "bob").is_empty());
+
+    // The lookups are derived, not stored: a restored replica rebuilds the same ones.
+    let back = RootState::restore(&s.snapshot().unwrap()).unwrap();
+    assert_eq!(back, s);
+    assert_eq!(back.application_named("Admin", "b", "n").map(|a| a.id.as_str()), Some("xa1"));
+}
+
 fn register(s: &mut RootState, id: &str, name: &str) {
     s.apply(RootCommand::RegisterCluster {
         id: id.into(),
