@@ -7,15 +7,20 @@
 //! - `state_machine`: openraft's state-machine storage around the application, snapshots;
 //! - `network` / `service`: the gRPC transport of `grove-proto` (client and server), with
 //!   fault injection ([`NetworkFaults`]);
+//! - `failover`: a follower campaigns as soon as the lease allows when its leader's address
+//!   refuses connections (a dead process), instead of waiting out a second timeout;
+//! - `batch`: group commit: the leader proposes concurrent writes as one log entry;
 //! - `replica`: start-up and bootstrap, writes and linearizable reads on any replica (forwarded
 //!   to the leader), membership changes, status;
 //! - [`client`]: a client for the group's gRPC API from outside the group;
 //! - [`kv`]: a small key-value state machine for tests, the demo and the benchmark.
 
 pub mod app;
+mod batch;
 pub mod client;
 pub mod config;
 pub mod error;
+mod failover;
 pub mod kv;
 mod network;
 mod replica;

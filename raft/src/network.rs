@@ -10,8 +10,8 @@ use std::time::Duration;
 use grove_proto::raft::raft_client::RaftClient;
 use grove_proto::raft::{RaftMessage, SnapshotChunk, SnapshotHeader};
 use openraft::error::{
-    Fatal, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed, StreamingError,
-    Unreachable,
+    Fatal, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse};
@@ -19,10 +19,37 @@ use openraft::{AnyError, OptionalSend, Snapshot};
 use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::types::{codec, Node, NodeId, TypeConfig, Vote};
+use crate::types::{codec, Command, Node, NodeId, TypeConfig, Vote};
 
 /// Snapshot data is streamed in chunks of this size.
 pub(crate) const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+/// Command bytes one append-entries call carries at most (a single larger entry goes alone).
+/// Openraft bounds every append-entries call by the heartbeat interval, so a call must be small
+/// enough to be sent, stored and synced in that time even on a loaded machine, or a lagging
+/// follower could never catch up.
+const APPEND_BYTES: usize = 1 << 20;
+
+/// Command bytes carried by `entry`.
+fn entry_bytes(entry: &crate::types::Entry) -> usize {
+    match &entry.payload {
+        openraft::EntryPayload::Normal(Command::One(bytes)) => bytes.len(),
+        openraft::EntryPayload::Normal(Command::Batch(commands)) => commands.iter().map(Vec::len).sum(),
+        _ => 0,
+    }
+}
+
+/// How many of `entries` to send when all of them exceed [`APPEND_BYTES`] (`None`: all).
+fn entries_within_budget(entries: &[crate::types::Entry]) -> Option<u64> {
+    let mut total = 0;
+    for (i, entry) in entries.iter().enumerate() {
+        total += entry_bytes(entry);
+        if total > APPEND_BYTES {
+            return Some(i.max(1) as u64);
+        }
+    }
+    None
+}
 
 /// Deliberate network faults of one replica: an isolated replica neither sends to nor accepts
 /// Raft traffic from its peers; a blocked peer is cut off in both directions. Client calls from
@@ -179,6 +206,10 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, Node, RaftError<NodeId>>> {
+        if let Some(fit) = entries_within_budget(&rpc.entries).filter(|n| (*n as usize) < rpc.entries.len()) {
+            // Openraft sends the first `fit` entries at once, and keeps the hint for a while.
+            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(fit)));
+        }
         let result = bounded(option.hard_ttl(), self.target, async {
             let mut client = self.client()?;
             let reply = client.append_entries(self.message(&rpc)).await;
@@ -259,5 +290,29 @@ impl RaftNetwork<TypeConfig> for PeerNetwork {
         // Retry a down peer quickly: elections and catch-up after a restart should not wait
         // half a second per attempt.
         openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(100)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    use super::*;
+    use crate::types::Entry;
+
+    fn entry(index: u64, bytes: usize) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(Command::One(vec![b'x'; bytes])) }
+    }
+
+    #[test]
+    fn append_calls_stay_within_the_byte_budget() {
+        let small: Vec<Entry> = (1..=100).map(|i| entry(i, 1000)).collect();
+        assert_eq!(entries_within_budget(&small), None, "100 KB fit in one call");
+        let large: Vec<Entry> = (1..=10).map(|i| entry(i, 300 << 10)).collect();
+        assert_eq!(entries_within_budget(&large), Some(3), "three 300 KiB entries fit in 1 MiB, four do not");
+        // One entry larger than the budget still goes, alone.
+        let huge = vec![entry(1, 2 << 20), entry(2, 10)];
+        assert_eq!(entries_within_budget(&huge), Some(1));
+        assert_eq!(entries_within_budget(&huge[..1]), Some(1), "a single entry is never split further");
     }
 }

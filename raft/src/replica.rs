@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use grove_proto::raft::forward_reply::Result as Reply;
 use grove_proto::raft::forward_request::Op;
-use grove_proto::raft::{failure, Failure, ForwardRequest, Learner, ReadIndex, Redirect, Voters, Written};
+use grove_proto::raft::{failure, Failure, ForwardReply, ForwardRequest, Learner, ReadIndex, Redirect, Replies, Voters, Writes, Written};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics, ServerState};
 use serde::{Deserialize, Serialize};
@@ -29,11 +29,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::app::{decode_json, encode_json, StateMachine};
+use crate::batch::{ForwardQueues, Outcome, PendingForward, WriteBatcher};
 use crate::config::{ReplicaConfig, Timing};
+use crate::failover::LeaderContact;
 use crate::network::{NetworkFactory, NetworkFaults, Peers};
 use crate::state_machine::{Shared, StateMachineStore};
 use crate::store::{Db, LogStore};
-use crate::types::{Applied, Command, NodeId, Raft};
+use crate::types::{Applied, NodeId, Raft};
 use crate::{Error, Result};
 
 /// A running replica. Cheap to clone; every clone talks to the same replica.
@@ -60,6 +62,52 @@ pub(crate) struct Inner<S> {
     server: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
     db_closed: Mutex<Option<crate::store::Closed>>,
     reads: ReadIndexBatch,
+    /// The leader's group commit of client writes.
+    writes: WriteBatcher,
+    /// A follower's batching of the writes it forwards to the leader.
+    forwards: ForwardQueues,
+    /// This replica, for the forwarding senders it spawns.
+    me: std::sync::Weak<Inner<S>>,
+    /// When this replica last heard from a leader, for [`crate::failover`].
+    pub contact: Arc<LeaderContact>,
+    failover: Mutex<Option<JoinHandle<()>>>,
+    /// Where the Raft core, its replication, its gRPC server and the failover watch run. Last:
+    /// dropped after everything above.
+    pub runtime: RaftRuntime,
+}
+
+/// The Raft side of a replica runs on its own threads, apart from the application's request
+/// work: heartbeats and votes must not queue behind hundreds of API tasks in one scheduler
+/// (under load that made followers miss heartbeats and depose a healthy leader). The operating
+/// system shares the cores between the two runtimes' threads fairly.
+pub(crate) struct RaftRuntime(Option<tokio::runtime::Runtime>);
+
+/// Threads of a replica's Raft runtime.
+const RAFT_THREADS: usize = 2;
+
+impl RaftRuntime {
+    fn start(group: &str, id: NodeId) -> Result<RaftRuntime> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(RAFT_THREADS)
+            .thread_name(format!("raft-{group}-{id}"))
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Config(format!("cannot start the raft runtime's threads: {e}")))?;
+        Ok(RaftRuntime(Some(runtime)))
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("the raft runtime runs until dropped").handle()
+    }
+}
+
+impl Drop for RaftRuntime {
+    fn drop(&mut self) {
+        // Possibly inside an async context (even one of its own threads): never block here.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// Shares one leadership confirmation among concurrent read-index requests on the leader.
@@ -108,30 +156,49 @@ impl<S: StateMachine> Replica<S> {
         let (sm_store, state) = StateMachineStore::<S>::open(db)?;
 
         let faults = Arc::new(NetworkFaults::default());
-        let peers = Peers::new(Duration::from_millis(config.timing.election_timeout_min_ms.max(200)));
-        let network =
-            NetworkFactory { group: config.group.clone(), id: config.id, peers: peers.clone(), faults: faults.clone() };
-        let raft = Raft::new(config.id, raft_config, network, log_store, sm_store)
+        let connect_timeout = Duration::from_millis(config.timing.election_timeout_min_ms.max(200));
+        // Raft's own traffic and client forwarding use separate channels: a channel's
+        // connection is driven by the runtime that first used it.
+        let network = NetworkFactory {
+            group: config.group.clone(),
+            id: config.id,
+            peers: Peers::new(connect_timeout),
+            faults: faults.clone(),
+        };
+        let runtime = RaftRuntime::start(&config.group, config.id)?;
+        let storage_err = |reason: String| Error::Storage { dir: config.data_dir.display().to_string(), reason };
+        let raft = runtime
+            .handle()
+            .spawn(Raft::new(config.id, raft_config, network, log_store, sm_store))
             .await
-            .map_err(|e| Error::Storage { dir: config.data_dir.display().to_string(), reason: e.to_string() })?;
+            .map_err(|e| storage_err(format!("the raft core did not start: {e}")))?
+            .map_err(|e| storage_err(e.to_string()))?;
 
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|me| Inner {
             group: config.group.clone(),
             id: config.id,
             addr: config.advertised(),
             raft: raft.clone(),
             state,
             faults,
-            peers,
+            peers: Peers::new(connect_timeout),
             committed,
             timing: config.timing.clone(),
             server: Mutex::new(None),
             db_closed: Mutex::new(Some(db_closed)),
             reads: ReadIndexBatch::default(),
+            writes: WriteBatcher::start(raft.clone(), config.timing.request_timeout()),
+            forwards: ForwardQueues::default(),
+            me: me.clone(),
+            contact: Arc::new(LeaderContact::default()),
+            failover: Mutex::new(None),
+            runtime,
         });
+        let watch = crate::failover::watch(config.id, raft.clone(), inner.contact.clone(), config.timing.clone());
+        *inner.failover.lock().expect("failover lock") = Some(inner.runtime.handle().spawn(watch));
 
         let (stop_tx, stop_rx) = oneshot::channel();
-        let server = crate::service::serve(inner.clone(), listener, stop_rx);
+        let server = crate::service::serve(inner.clone(), listener, stop_rx)?;
         *inner.server.lock().expect("server lock") = Some((stop_tx, server));
         tracing::info!(group = %config.group, id = config.id, addr = %inner.addr, "raft replica started");
 
@@ -246,6 +313,9 @@ impl<S: StateMachine> Replica<S> {
     /// replica answer `Stopped` afterwards.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
+        if let Some(watch) = inner.failover.lock().expect("failover lock").take() {
+            watch.abort();
+        }
         if let Err(e) = inner.raft.shutdown().await {
             tracing::warn!(group = %inner.group, id = inner.id, "raft core ended with an error: {e}");
         }
@@ -402,7 +472,10 @@ impl<S: StateMachine> Inner<S> {
                     self.confirm_leadership(deadline).await?;
                     self.on_leader(op.clone(), deadline).await
                 }
-                Route::Peer { id, addr } => self.forward(id, &addr, op.clone(), deadline).await,
+                Route::Peer { id, addr } => match &op {
+                    Op::Write(bytes) => self.forward_write(id, &addr, bytes.clone(), deadline).await,
+                    _ => self.forward(id, &addr, op.clone(), deadline).await,
+                },
             };
             match reply {
                 Reply::Redirect(_) => {
@@ -473,7 +546,7 @@ impl<S: StateMachine> Inner<S> {
             Err(e) => return failure(failure::Kind::Unavailable, e),
         };
         let request = ForwardRequest { group: self.group.clone(), from: self.id, op: Some(op.clone()) };
-        let is_write = matches!(op, Op::Write(_) | Op::SetVoters(_) | Op::AddLearner(_));
+        let is_write = matches!(op, Op::Write(_) | Op::Writes(_) | Op::SetVoters(_) | Op::AddLearner(_));
         match tokio::time::timeout_at(deadline, client.forward(request)).await {
             Err(_) if is_write => {
                 return failure(failure::Kind::Indeterminate, format!("leader {id} did not answer within the request timeout"))
@@ -500,6 +573,60 @@ impl<S: StateMachine> Inner<S> {
         }
     }
 
+    /// Forward a write to the leader `id`, batched with the other writes this replica forwards
+    /// to it meanwhile (see [`ForwardQueues`]).
+    async fn forward_write(&self, id: NodeId, addr: &str, bytes: Vec<u8>, deadline: Instant) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        if self.forwards.push(id, PendingForward { bytes, deadline, reply }) {
+            let Some(me) = self.me.upgrade() else {
+                return failure(failure::Kind::Stopped, format!("replica {} has stopped", self.id));
+            };
+            let addr = addr.to_owned();
+            tokio::spawn(async move { me.send_forwards(id, &addr).await });
+        }
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) | Err(_) => failure(failure::Kind::Indeterminate, format!("leader {id} did not answer within the request timeout")),
+        }
+    }
+
+    /// Send the writes queued for leader `id` until none wait.
+    async fn send_forwards(&self, id: NodeId, addr: &str) {
+        while let Some(mut batch) = self.forwards.next_batch(id) {
+            if batch.len() == 1 {
+                let p = batch.pop().expect("one write");
+                let reply = self.forward(id, addr, Op::Write(p.bytes), p.deadline).await;
+                let _ = p.reply.send(reply);
+                continue;
+            }
+            let deadline = batch.iter().map(|p| p.deadline).max().expect("a batch is never empty");
+            let (commands, callers): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.bytes, p.reply)).unzip();
+            let count = commands.len();
+            match self.forward(id, addr, Op::Writes(Writes { commands }), deadline).await {
+                Reply::Replies(Replies { replies }) if replies.len() == count => {
+                    for (caller, reply) in callers.into_iter().zip(replies) {
+                        let reply = reply
+                            .result
+                            .unwrap_or_else(|| failure(failure::Kind::Indeterminate, format!("leader {id} sent an empty reply")));
+                        let _ = caller.send(reply);
+                    }
+                }
+                Reply::Replies(Replies { replies }) => {
+                    let message = format!("leader {id} answered {} of {count} forwarded writes", replies.len());
+                    for caller in callers {
+                        let _ = caller.send(failure(failure::Kind::Indeterminate, message.clone()));
+                    }
+                }
+                // A redirect or a failure of the whole call applies to every write in it.
+                other => {
+                    for caller in callers {
+                        let _ = caller.send(other.clone());
+                    }
+                }
+            }
+        }
+    }
+
     /// One heartbeat round confirming leadership: the read index, or why there is none.
     async fn confirm_read_index(&self, deadline: Instant) -> Reply {
         match tokio::time::timeout_at(deadline, self.raft.get_read_log_id()).await {
@@ -513,22 +640,31 @@ impl<S: StateMachine> Inner<S> {
         }
     }
 
+    /// Commit one write as leader (through the group commit).
+    async fn leader_write(&self, bytes: Vec<u8>, deadline: Instant) -> Reply {
+        match self.writes.write(bytes, deadline).await {
+            Outcome::TimedOut => failure(failure::Kind::Indeterminate, "not committed within the request timeout (no quorum?)"),
+            Outcome::Committed { applied: Applied::Ok(bytes), index } => Reply::Written(Written { response: bytes, index }),
+            Outcome::Committed { applied: Applied::Rejected(m), .. } => failure(failure::Kind::Rejected, m),
+            Outcome::Committed { applied: Applied::Batch(_), .. } => {
+                failure(failure::Kind::Indeterminate, "the state machine answered a single write with a batch")
+            }
+            Outcome::Failed(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => self.redirect(f.leader_id),
+            Outcome::Failed(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                failure(failure::Kind::Rejected, e.to_string())
+            }
+            Outcome::Failed(RaftError::Fatal(e)) => self.fatal_reply(e, true),
+        }
+    }
+
     /// Execute `op` on this replica as leader. Answers a redirect when leadership has moved.
     pub(crate) async fn on_leader(&self, op: Op, deadline: Instant) -> Reply {
         match op {
-            Op::Write(bytes) => {
-                match tokio::time::timeout_at(deadline, self.raft.client_write(Command(bytes))).await {
-                    Err(_) => failure(failure::Kind::Indeterminate, "not committed within the request timeout (no quorum?)"),
-                    Ok(Ok(resp)) => match resp.data {
-                        Applied::Ok(bytes) => Reply::Written(Written { response: bytes, index: resp.log_id.index }),
-                        Applied::Rejected(m) => failure(failure::Kind::Rejected, m),
-                    },
-                    Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => self.redirect(f.leader_id),
-                    Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e)))) => {
-                        failure(failure::Kind::Rejected, e.to_string())
-                    }
-                    Ok(Err(RaftError::Fatal(e))) => self.fatal_reply(e, true),
-                }
+            Op::Write(bytes) => self.leader_write(bytes, deadline).await,
+            Op::Writes(Writes { commands }) => {
+                // Submitted together, they join one entry of the leader's group commit.
+                let replies = futures::future::join_all(commands.into_iter().map(|c| self.leader_write(c, deadline))).await;
+                Reply::Replies(Replies { replies: replies.into_iter().map(|r| ForwardReply { result: Some(r) }).collect() })
             }
             Op::ReadIndex(_) => {
                 let ticket = self.reads.tickets.fetch_add(1, Ordering::SeqCst);
@@ -626,6 +762,7 @@ impl<S: StateMachine> Inner<S> {
             purged_index: m.purged.map(|l| l.index),
             members,
             millis_since_quorum_ack: m.millis_since_quorum_ack,
+            fast_campaigns: self.contact.fast_campaigns(),
             state_digest: None,
         }
     }
@@ -673,6 +810,10 @@ pub struct ReplicaStatus {
     pub members: Vec<Member>,
     /// On the leader: how long since a quorum last acknowledged it.
     pub millis_since_quorum_ack: Option<u64>,
+    /// Elections this replica started early because its leader's address refused connections
+    /// (see the `failover` module), since it started.
+    #[serde(default)]
+    pub fast_campaigns: u64,
     /// Asked for with the status (`StatusRequest.digest`): the applied state's digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_digest: Option<StateDigest>,

@@ -11,7 +11,7 @@ use grove_proto::raft::{
     forward_reply, query_reply, ForwardReply, ForwardRequest, QueryReply, QueryRequest, RaftMessage, SnapshotChunk, StatusReply, StatusRequest,
 };
 use openraft::error::RaftError;
-use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse, VoteRequest};
 use openraft::Snapshot;
 use sha2::{Digest, Sha256};
 use tokio::sync::oneshot;
@@ -25,16 +25,27 @@ use crate::types::{codec, NodeId, SnapshotMeta, TypeConfig, Vote};
 /// Largest snapshot a replica accepts.
 const MAX_SNAPSHOT: u64 = 4 << 30;
 
+/// Serve the replica's gRPC on its Raft runtime.
 pub(crate) fn serve<S: StateMachine>(
     inner: Arc<Inner<S>>,
     listener: tokio::net::TcpListener,
     stop: oneshot::Receiver<()>,
-) -> JoinHandle<()> {
+) -> crate::Result<JoinHandle<()>> {
     let (group, id) = (inner.group.clone(), inner.id);
+    // The listener was registered with the caller's runtime; move it to the Raft runtime's.
+    let listener = listener.into_std().map_err(|e| crate::Error::Network(format!("raft listener: {e}")))?;
+    let runtime = inner.runtime.handle().clone();
     let service = RaftServer::new(Service { inner })
         .max_decoding_message_size(crate::MAX_MESSAGE)
         .max_encoding_message_size(crate::MAX_MESSAGE);
-    tokio::spawn(async move {
+    Ok(runtime.spawn(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%group, id, "raft gRPC server cannot listen: {e}");
+                return;
+            }
+        };
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)
@@ -46,7 +57,7 @@ pub(crate) fn serve<S: StateMachine>(
         if let Err(e) = result {
             tracing::error!(%group, id, "raft gRPC server failed: {e}");
         }
-    })
+    }))
 }
 
 struct Service<S> {
@@ -127,7 +138,12 @@ impl<S: StateMachine> RaftRpc for Service<S> {
         let m = request.into_inner();
         self.admit(&m.group, m.from)?;
         let rpc: AppendEntriesRequest<TypeConfig> = Self::decode("append-entries request", &m.payload)?;
-        Self::answer(self.inner.raft.append_entries(rpc).await)
+        let result = self.inner.raft.append_entries(rpc).await;
+        if matches!(result, Ok(ref r) if !matches!(r, AppendEntriesResponse::HigherVote(_))) {
+            // Accepted from the current leader (entries or a heartbeat).
+            self.inner.contact.touch();
+        }
+        Self::answer(result)
     }
 
     async fn vote(&self, request: Request<RaftMessage>) -> Result<Response<RaftMessage>, Status> {

@@ -12,7 +12,7 @@ use openraft::{AnyError, EntryPayload, RaftSnapshotBuilder, Snapshot, StorageIOE
 
 use crate::app::StateMachine;
 use crate::store::{Db, StoredSnapshot};
-use crate::types::{Applied, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+use crate::types::{Applied, Command, Entry, LogId, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// The applied state: the application's state and the Raft position it reflects.
 pub(crate) struct AppliedState<S> {
@@ -62,16 +62,23 @@ fn apply_entry<S: StateMachine>(state: &mut AppliedState<S>, entry: Entry) -> Ap
             state.membership = StoredMembership::new(Some(entry.log_id), m);
             Applied::Ok(Vec::new())
         }
-        EntryPayload::Normal(command) => match serde_json::from_slice::<S::Command>(&command.0) {
-            Err(e) => Applied::Rejected(format!("command does not decode: {e}")),
-            Ok(command) => {
-                let response = state.app.apply(command);
-                match serde_json::to_vec(&response) {
-                    Ok(bytes) => Applied::Ok(bytes),
-                    Err(e) => Applied::Rejected(format!("response does not encode: {e}")),
-                }
+        EntryPayload::Normal(Command::One(bytes)) => apply_command(&mut state.app, &bytes),
+        EntryPayload::Normal(Command::Batch(commands)) => {
+            Applied::Batch(commands.iter().map(|bytes| apply_command(&mut state.app, bytes)).collect())
+        }
+    }
+}
+
+fn apply_command<S: StateMachine>(app: &mut S, bytes: &[u8]) -> Applied {
+    match serde_json::from_slice::<S::Command>(bytes) {
+        Err(e) => Applied::Rejected(format!("command does not decode: {e}")),
+        Ok(command) => {
+            let response = app.apply(command);
+            match serde_json::to_vec(&response) {
+                Ok(bytes) => Applied::Ok(bytes),
+                Err(e) => Applied::Rejected(format!("response does not encode: {e}")),
             }
-        },
+        }
     }
 }
 
@@ -139,5 +146,46 @@ impl<S: StateMachine> RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder<S> {
         let stored = StoredSnapshot { meta: meta.clone(), data };
         self.db.write_snapshot(&stored).map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), AnyError::error(e)))?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(stored.data)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    use super::*;
+    use crate::kv::{KvCommand, KvResponse, KvStore};
+
+    fn entry(index: u64, command: Command) -> Entry {
+        Entry { log_id: LogId::new(CommittedLeaderId::new(1, 1), index), payload: EntryPayload::Normal(command) }
+    }
+
+    fn put(key: &str, value: &str) -> Vec<u8> {
+        serde_json::to_vec(&KvCommand::Put { key: key.into(), value: value.into() }).unwrap()
+    }
+
+    fn answer(applied: &Applied) -> KvResponse {
+        match applied {
+            Applied::Ok(bytes) => serde_json::from_slice(bytes).unwrap(),
+            other => panic!("not an answer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_batch_applies_in_order_and_answers_each_command() {
+        let mut state =
+            AppliedState { app: KvStore::default(), last_applied: None, membership: StoredMembership::default() };
+        let batch = Command::Batch(vec![put("a", "1"), b"{not json".to_vec(), put("a", "2")]);
+        let Applied::Batch(answers) = apply_entry(&mut state, entry(7, batch)) else { panic!("a batch gets a batch answer") };
+        assert_eq!(answers.len(), 3);
+        assert_eq!(answer(&answers[0]), KvResponse { previous: None, applied: true });
+        // A command that does not decode is rejected on its own; the others still apply.
+        assert!(matches!(&answers[1], Applied::Rejected(m) if m.contains("does not decode")), "{:?}", answers[1]);
+        assert_eq!(answer(&answers[2]), KvResponse { previous: Some("1".into()), applied: true });
+        assert_eq!(state.app.get("a").map(String::as_str), Some("2"));
+        assert_eq!(state.last_applied.map(|l| l.index), Some(7));
+
+        let single = apply_entry(&mut state, entry(8, Command::One(put("a", "3"))));
+        assert_eq!(answer(&single), KvResponse { previous: Some("2".into()), applied: true });
     }
 }

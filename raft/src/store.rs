@@ -95,7 +95,17 @@ impl Db {
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
-        let cfs = [CF_LOG, CF_META].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
+        // Memtables are RocksDB's main memory cost (64 MiB per column family by default, filled
+        // before a flush): the log is written once, read back briefly and purged after each
+        // snapshot, so small ones cost little and bound a replica's resident memory.
+        let cf_options = |write_buffer: usize| {
+            let mut o = Options::default();
+            o.set_write_buffer_size(write_buffer);
+            o.set_max_write_buffer_number(2);
+            o
+        };
+        let cfs = [(CF_LOG, 8 << 20), (CF_META, 2 << 20)]
+            .map(|(name, write_buffer)| ColumnFamilyDescriptor::new(name, cf_options(write_buffer)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| storage_err(e.to_string()))?;
         let (closed_tx, closed_rx) = mpsc::channel();
         let db = Db { db: Arc::new(Handle { db, _closed: closed_tx }), dir: dir.to_path_buf() };

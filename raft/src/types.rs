@@ -8,13 +8,24 @@ use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
-/// One encoded application command, as stored in a log entry.
+/// The application commands of one log entry, encoded.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Command(pub Vec<u8>);
+pub enum Command {
+    One(Vec<u8>),
+    /// Writes the leader committed together (group commit), applied in order; answered by
+    /// [`Applied::Batch`] with one answer per command.
+    Batch(Vec<Vec<u8>>),
+}
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Command({} bytes)", self.0.len())
+        match self {
+            Command::One(bytes) => write!(f, "Command({} bytes)", bytes.len()),
+            Command::Batch(commands) => {
+                let bytes: usize = commands.iter().map(Vec::len).sum();
+                write!(f, "Command(batch of {}, {bytes} bytes)", commands.len())
+            }
+        }
     }
 }
 
@@ -32,6 +43,8 @@ pub enum Applied {
     /// The command bytes did not decode into the application's command type. Applying is
     /// deterministic, so every replica records the same rejection and moves on.
     Rejected(String),
+    /// The answers to a [`Command::Batch`], in order.
+    Batch(Vec<Applied>),
 }
 
 openraft::declare_raft_types!(

@@ -169,3 +169,48 @@ async fn concurrent_reads_see_every_write_acknowledged_before_them() {
     }
     assert!(total > 24, "the readers ran ({total} reads)");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_log_entries_and_each_gets_its_own_answer() {
+    use std::sync::Arc;
+    let group = Arc::new(TestGroup::start(3).await);
+    let leader = group.leader().await;
+    const N: usize = 200;
+
+    // Two rounds of N concurrent writes to N keys, through every replica: the second round's
+    // answers must each carry the value that round one wrote to that caller's key.
+    let round = |tag: &'static str| {
+        let group = group.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for i in 0..N {
+                let group = group.clone();
+                tasks.push(tokio::spawn(async move {
+                    let r = group.replica([1, 2, 3][i % 3]).write(put(format!("k{i}"), format!("{tag}{i}"))).await.expect("write");
+                    (i, r)
+                }));
+            }
+            let mut answers = Vec::new();
+            for t in tasks {
+                answers.push(t.await.unwrap());
+            }
+            answers
+        }
+    };
+    round("first").await;
+    let before = group.replica(leader).status().last_log_index;
+    for (i, r) in round("second").await {
+        assert!(r.applied);
+        assert_eq!(r.previous, Some(format!("first{i}")), "write {i} got another write's answer");
+    }
+    let entries = group.replica(leader).status().last_log_index - before;
+    assert!(entries < N as u64, "{N} concurrent writes took {entries} log entries: no group commit");
+
+    group.converged().await;
+    for id in [1, 2, 3] {
+        let data = group.replica(id).read_local(|kv| kv.data.clone());
+        for i in 0..N {
+            assert_eq!(data.get(&format!("k{i}")).map(String::as_str), Some(format!("second{i}").as_str()), "replica {id}");
+        }
+    }
+}

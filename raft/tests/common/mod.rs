@@ -52,6 +52,10 @@ impl TestGroup {
     }
 
     pub async fn start_with(n: u64, snapshots: SnapshotConfig) -> TestGroup {
+        Self::start_timed(n, snapshots, Timing { request_timeout_ms: 3000, ..Timing::default() }).await
+    }
+
+    pub async fn start_timed(n: u64, snapshots: SnapshotConfig, timing: Timing) -> TestGroup {
         init_tracing();
         let dir = tempfile::tempdir().expect("temp dir");
         let mut listeners = BTreeMap::new();
@@ -65,7 +69,7 @@ impl TestGroup {
         for id in 1..=n {
             let mut c = ReplicaConfig::new(GROUP, id, peers[&id].parse().unwrap(), dir.path().join(format!("r{id}")));
             c.peers = peers.clone();
-            c.timing = Timing { request_timeout_ms: 3000, ..Timing::default() };
+            c.timing = timing.clone();
             c.snapshots = snapshots.clone();
             configs.insert(id, c);
         }

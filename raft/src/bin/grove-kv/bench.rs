@@ -46,6 +46,10 @@ struct Row {
     throughput: f64,
     p50_ms: f64,
     p99_ms: f64,
+    /// CPU the three servers used while measuring, in cores (1.0 = one core busy).
+    server_cores: f64,
+    /// CPU the benchmark's clients (this process) used, in cores.
+    client_cores: f64,
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -66,10 +70,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let mut cluster = ProcessCluster::start(3, 23001, &dir, Some(&dir))?;
         cluster.wait_for_leader(Duration::from_secs(30)).await?;
         let client = cluster.client()?;
+        let pids = cluster.pids();
         for &c in &args.concurrency {
             let client = client.clone();
             let value = value.clone();
-            let row = measure("grove-raft", c, args.seconds, move |task, i| {
+            let row = measure("grove-raft", c, args.seconds, &pids, move |task, i| {
                 let client = client.clone();
                 let command = KvCommand::Put { key: format!("bench/{c}/{task}/{i}"), value: value.clone() };
                 async move { client.write::<KvStore>(&command).await.map(|_| ()).map_err(|e| e.to_string()) }
@@ -88,10 +93,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let mut members = EtcdCluster::start(&etcd, &dir, 24001)?;
         let clients = members.clients()?;
         members.wait_ready(&clients, Duration::from_secs(30)).await?;
+        let pids: Vec<u32> = members.children.iter().map(Child::id).collect();
         for &c in &args.concurrency {
             let clients = clients.clone();
             let value = value.clone();
-            let row = measure("etcd", c, args.seconds, move |task, i| {
+            let row = measure("etcd", c, args.seconds, &pids, move |task, i| {
                 let mut client = clients[(task + i as usize) % clients.len()].clone();
                 let request = PutRequest { key: format!("bench/{c}/{task}/{i}").into_bytes(), value: value.clone().into_bytes() };
                 async move { client.put(request).await.map(|_| ()).map_err(|e| e.to_string()) }
@@ -108,7 +114,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 /// Run `op` from `concurrency` tasks for one second of warm-up and `seconds` measured seconds.
-async fn measure<F, Fut>(system: &'static str, concurrency: usize, seconds: u64, op: F) -> Row
+async fn measure<F, Fut>(system: &'static str, concurrency: usize, seconds: u64, servers: &[u32], op: F) -> Row
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = Result<(), String>> + Send,
@@ -145,9 +151,12 @@ where
     tokio::time::sleep(Duration::from_secs(1)).await;
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
+    let (servers_before, client_before) = (cpu_seconds(servers), cpu_seconds(&[std::process::id()]));
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
     let elapsed = started.elapsed().as_secs_f64();
+    let server_cores = (cpu_seconds(servers) - servers_before) / elapsed;
+    let client_cores = (cpu_seconds(&[std::process::id()]) - client_before) / elapsed;
     let mut total = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
     let mut errors = 0;
     for t in tasks {
@@ -163,7 +172,27 @@ where
         throughput: total.len() as f64 / elapsed,
         p50_ms: total.value_at_quantile(0.50) as f64 / 1000.0,
         p99_ms: total.value_at_quantile(0.99) as f64 / 1000.0,
+        server_cores,
+        client_cores,
     }
+}
+
+/// User and system CPU time of processes so far, in seconds (Linux `/proc/<pid>/stat`; 0 for a
+/// process that cannot be read).
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    pids.iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name (which may hold spaces) start at state, field 3;
+            // utime and stime are fields 14 and 15.
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?)
+        })
+        .sum::<f64>()
+        / ticks
 }
 
 fn report(rows: &[Row], args: &BenchArgs) -> String {
@@ -171,11 +200,13 @@ fn report(rows: &[Row], args: &BenchArgs) -> String {
         "Writes of {}-byte values to fresh keys, 3 replicas on loopback, fsync on, {} s per concurrency.\n\n",
         args.value_size, args.seconds
     );
-    out += "| system | clients | ops | errors | ops/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|---:|---:|\n";
+    out += "| system | clients | ops | errors | ops/s | p50 ms | p99 ms | servers' CPU (cores) | server CPU ms per 1,000 writes | client CPU (cores) |\n";
+    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for r in rows {
+        let per_thousand = if r.throughput > 0.0 { r.server_cores * 1e6 / r.throughput } else { 0.0 };
         out += &format!(
-            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} |\n",
-            r.system, r.concurrency, r.ops, r.errors, r.throughput, r.p50_ms, r.p99_ms
+            "| {} | {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.0} | {:.2} |\n",
+            r.system, r.concurrency, r.ops, r.errors, r.throughput, r.p50_ms, r.p99_ms, r.server_cores, per_thousand, r.client_cores
         );
     }
     let pairs: Vec<(&Row, &Row)> = rows

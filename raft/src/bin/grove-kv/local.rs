@@ -50,6 +50,11 @@ pub struct ProcessCluster {
 }
 
 impl ProcessCluster {
+    /// The replicas' process ids.
+    pub fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
     /// Start `n` replicas of group `kv`. `log_dir`: where each replica's stderr goes (default:
     /// inherited).
     pub fn start(n: u64, base_port: u16, data_dir: &Path, log_dir: Option<&Path>) -> anyhow::Result<ProcessCluster> {

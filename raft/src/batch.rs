@@ -1,0 +1,240 @@
+//! Group commit on the leader: writes that arrive while earlier ones are being committed share
+//! one log entry.
+//!
+//! Every log entry costs the same fixed work whatever it carries: a trip through openraft's
+//! core, a storage append, encoding and decoding on every replica, a state-machine apply and a
+//! response channel. Under concurrent load that per-entry work, not the disk, limited the
+//! store. The leader therefore keeps at most [`MAX_IN_FLIGHT`] entries of client writes in
+//! flight; writes that arrive meanwhile wait and go together in the next entry
+//! ([`Command::Batch`]), applied in arrival order. A lone write is never delayed: with nothing
+//! in flight it is proposed at once, as a single command.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
+
+use crate::types::{Applied, Command, Node, NodeId, Raft};
+
+/// Entries of client writes proposed but not yet answered. Two keep the log busy (one being
+/// replicated while the next one fills) and let batches grow with the load.
+const MAX_IN_FLIGHT: usize = 2;
+/// Upper bounds of one batch: well inside one append-entries call (`network::APPEND_BYTES`).
+const MAX_BATCH_LEN: usize = 1024;
+const MAX_BATCH_BYTES: usize = 256 << 10;
+
+pub(crate) type WriteError = RaftError<NodeId, ClientWriteError<NodeId, Node>>;
+
+/// What became of one write.
+pub(crate) enum Outcome {
+    /// Committed and applied at log index `index` (shared by the writes of one batch).
+    Committed { applied: Applied, index: u64 },
+    Failed(WriteError),
+    /// No answer within the deadline: the write may or may not be committed.
+    TimedOut,
+}
+
+struct Pending {
+    bytes: Vec<u8>,
+    reply: oneshot::Sender<Outcome>,
+}
+
+/// The leader's write queue. Cheap to hold; the batching task ends when it is dropped.
+pub(crate) struct WriteBatcher {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+impl WriteBatcher {
+    pub fn start(raft: Raft, timeout: Duration) -> WriteBatcher {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, timeout, rx));
+        WriteBatcher { tx }
+    }
+
+    /// Propose `bytes` (an encoded application command) and wait for its outcome until
+    /// `deadline`.
+    pub async fn write(&self, bytes: Vec<u8>, deadline: Instant) -> Outcome {
+        let (reply, answer) = oneshot::channel();
+        if self.tx.send(Pending { bytes, reply }).is_err() {
+            return Outcome::TimedOut;
+        }
+        match tokio::time::timeout_at(deadline, answer).await {
+            Ok(Ok(outcome)) => outcome,
+            // The batching task is gone (the replica is stopping) or the deadline passed.
+            Ok(Err(_)) | Err(_) => Outcome::TimedOut,
+        }
+    }
+}
+
+async fn run(raft: Raft, timeout: Duration, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        // Wait for a free slot; writes that arrive meanwhile join this batch.
+        let Ok(slot) = in_flight.clone().acquire_owned().await else { return };
+        let mut size = first.bytes.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_LEN && size < MAX_BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(next) => {
+                    size += next.bytes.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            commit(&raft, timeout, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+async fn commit(raft: &Raft, timeout: Duration, mut batch: Vec<Pending>) {
+    let command = if batch.len() == 1 {
+        Command::One(std::mem::take(&mut batch[0].bytes))
+    } else {
+        Command::Batch(batch.iter_mut().map(|p| std::mem::take(&mut p.bytes)).collect())
+    };
+    let result = tokio::time::timeout(timeout, raft.client_write(command)).await;
+    let replies = batch.into_iter().map(|p| p.reply);
+    match result {
+        Err(_) => replies.for_each(|r| drop(r.send(Outcome::TimedOut))),
+        Ok(Err(e)) => replies.for_each(|r| drop(r.send(Outcome::Failed(e.clone())))),
+        Ok(Ok(response)) => {
+            let index = response.log_id.index;
+            let answers = match response.data {
+                Applied::Batch(items) => items,
+                single => vec![single],
+            };
+            // One answer per command, in order (apply answers every command of a batch). A
+            // reply without an answer is dropped: its caller sees an unknown outcome.
+            for (reply, applied) in replies.zip(answers) {
+                let _ = reply.send(Outcome::Committed { applied, index });
+            }
+        }
+    }
+}
+
+/// Forwarding on a follower: at most [`MAX_IN_FLIGHT`] forward calls per leader; writes that
+/// arrive while they are out go together in the next call ([`Op::Writes`]), one gRPC round
+/// instead of one per write. Keyed by leader, so calls stuck on a dead or cut-off leader never
+/// hold back writes for its successor.
+///
+/// [`Op::Writes`]: grove_proto::raft::forward_request::Op::Writes
+#[derive(Default)]
+pub(crate) struct ForwardQueues {
+    queues: std::sync::Mutex<std::collections::HashMap<NodeId, ForwardQueue>>,
+}
+
+#[derive(Default)]
+struct ForwardQueue {
+    in_flight: usize,
+    waiting: Vec<PendingForward>,
+}
+
+/// A write waiting to be forwarded.
+pub(crate) struct PendingForward {
+    pub bytes: Vec<u8>,
+    pub deadline: Instant,
+    pub reply: oneshot::Sender<grove_proto::raft::forward_reply::Result>,
+}
+
+impl ForwardQueues {
+    /// Queue a write for `leader`. True when a sending slot was free: the caller must then
+    /// start a sender, which calls [`ForwardQueues::next_batch`] until it answers `None`.
+    pub fn push(&self, leader: NodeId, pending: PendingForward) -> bool {
+        let mut queues = self.queues.lock().expect("forward queues lock");
+        let queue = queues.entry(leader).or_default();
+        queue.waiting.push(pending);
+        if queue.in_flight < MAX_IN_FLIGHT {
+            queue.in_flight += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The next writes to send to `leader` (in arrival order, within the batch bounds), or
+    /// `None` when none wait; the sender's slot is then released.
+    pub fn next_batch(&self, leader: NodeId) -> Option<Vec<PendingForward>> {
+        let mut queues = self.queues.lock().expect("forward queues lock");
+        let queue = queues.get_mut(&leader)?;
+        if queue.waiting.is_empty() {
+            queue.in_flight -= 1;
+            if queue.in_flight == 0 {
+                queues.remove(&leader);
+            }
+            return None;
+        }
+        let mut size = 0;
+        let take = queue
+            .waiting
+            .iter()
+            .take(MAX_BATCH_LEN)
+            .take_while(|p| {
+                let fits = size < MAX_BATCH_BYTES;
+                size += p.bytes.len();
+                fits
+            })
+            .count();
+        Some(queue.waiting.drain(..take).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(bytes: usize) -> (PendingForward, oneshot::Receiver<grove_proto::raft::forward_reply::Result>) {
+        let (reply, rx) = oneshot::channel();
+        (PendingForward { bytes: vec![0; bytes], deadline: Instant::now(), reply }, rx)
+    }
+
+    #[test]
+    fn forwards_queue_per_leader_and_batch_what_waits() {
+        let queues = ForwardQueues::default();
+        let mut keep = Vec::new();
+        let mut push = |leader, bytes| {
+            let (p, rx) = pending(bytes);
+            keep.push(rx);
+            queues.push(leader, p)
+        };
+        // Two senders may run per leader; the third write waits for one of them.
+        assert!(push(1, 10));
+        assert!(push(1, 10));
+        assert!(!push(1, 10));
+        // Another leader has its own slots.
+        assert!(push(2, 10));
+        assert!(!push(1, 10));
+
+        // A sender of leader 1 takes what waits, in order; the other finds nothing and stops.
+        assert_eq!(queues.next_batch(1).map(|b| b.len()), Some(4));
+        assert!(queues.next_batch(1).is_none());
+        // One sender runs, so a new write may start a second one.
+        assert!(push(1, 10));
+        assert_eq!(queues.next_batch(1).map(|b| b.len()), Some(1));
+        assert!(queues.next_batch(1).is_none());
+        assert!(queues.next_batch(1).is_none(), "the last sender stops too");
+        assert!(push(1, 10), "both slots are free again");
+        assert!(push(1, 10));
+        assert!(!push(1, 10));
+        assert_eq!(queues.next_batch(2).map(|b| b.len()), Some(1));
+    }
+
+    #[test]
+    fn a_forward_batch_stops_at_its_byte_bound() {
+        let queues = ForwardQueues::default();
+        let mut keep = Vec::new();
+        for _ in 0..4 {
+            let (p, rx) = pending(100 << 10);
+            keep.push(rx);
+            queues.push(1, p);
+        }
+        // 100 KiB each: three reach the 256 KiB bound (the one that crosses it still goes).
+        assert_eq!(queues.next_batch(1).map(|b| b.len()), Some(3));
+        assert_eq!(queues.next_batch(1).map(|b| b.len()), Some(1));
+    }
+}

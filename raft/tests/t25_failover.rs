@@ -1,0 +1,63 @@
+//! A dead leader (its address refuses connections) is replaced by an early campaign as soon as
+//! the voters' lease allows; a leader that is alive but unreachable is left to openraft's own
+//! election timers. The election timeouts here are long (1.5–2.5 s) so that the two paths
+//! cannot be confused: openraft's own timer would campaign 4–5 s after the last heartbeat.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{put, wait_for, TestGroup};
+use grove_raft::{SnapshotConfig, Timing};
+
+fn slow_elections() -> Timing {
+    Timing { heartbeat_ms: 100, election_timeout_min_ms: 1500, election_timeout_max_ms: 2500, request_timeout_ms: 10_000 }
+}
+
+fn fast_campaigns(group: &TestGroup) -> u64 {
+    group.replicas.values().map(|r| r.status().fast_campaigns).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_leader_is_replaced_by_one_early_campaign() {
+    let mut group = TestGroup::start_timed(3, SnapshotConfig::default(), slow_elections()).await;
+    let leader = group.leader().await;
+    group.replica(leader).write(put("before", "1")).await.expect("write");
+    assert_eq!(fast_campaigns(&group), 0, "no campaign while the leader lives");
+
+    // Stopping the leader closes its listener: connections to it are refused.
+    group.stop(leader).await;
+    let new_leader = group.leader().await;
+    assert_ne!(new_leader, leader);
+    // A survivor campaigned early (the lowest id first; the other normally sees it win).
+    let early: Vec<(u64, u64)> = group.replicas.iter().map(|(id, r)| (*id, r.status().fast_campaigns)).collect();
+    assert!(early.iter().any(|(_, n)| *n > 0), "no early campaign: {early:?}");
+
+    let r = group.replica(new_leader).write(put("after", "2")).await.expect("write after failover");
+    assert!(r.applied);
+    group.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_but_live_leader_is_left_to_the_election_timers() {
+    let group = TestGroup::start_timed(3, SnapshotConfig::default(), slow_elections()).await;
+    let leader = group.leader().await;
+    // Cut the leader off: its listener still accepts connections (the replica refuses the
+    // calls), as a partitioned or paused process would not refuse them either.
+    group.replica(leader).faults().isolate();
+    for (id, r) in &group.replicas {
+        if *id != leader {
+            r.faults().block(leader);
+        }
+    }
+    let new_leader = wait_for("a survivor to take over", Duration::from_secs(20), || async {
+        group.replicas.iter().find(|(id, r)| **id != leader && r.is_leader()).map(|(id, _)| *id)
+    })
+    .await;
+    assert_ne!(new_leader, leader);
+    assert_eq!(fast_campaigns(&group), 0, "a live leader must not be treated as dead");
+    for r in group.replicas.values() {
+        r.faults().heal();
+    }
+    group.shutdown().await;
+}
