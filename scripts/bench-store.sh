@@ -6,5 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
-cargo build --release --bin grove-kv
+# The whole workspace selection: a narrower one can resolve features differently and rebuild
+# RocksDB (35 minutes of C++ in release).
+cargo build --release --workspace --bins
 exec "${CARGO_TARGET_DIR:-target}/release/grove-kv" bench "$@"

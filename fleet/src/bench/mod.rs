@@ -51,6 +51,8 @@ pub struct RunResult {
     /// Resident memory (KiB) of every process at the end of the deploy phase, by name; the
     /// load generator's own process is `grove-bench`.
     pub rss_kib: Vec<(String, u64)>,
+    /// Resident memory (KiB) of every process at the end of the idle window.
+    pub idle_rss_kib: Vec<(String, u64)>,
     /// Length of the idle window (all workers reporting, no deployments).
     pub idle_window: Duration,
 }
@@ -71,12 +73,11 @@ impl RunResult {
     }
 
     fn max_rss(&self, prefix: &str) -> u64 {
-        self.rss_kib
-            .iter()
-            .filter(|(n, _)| n.starts_with(prefix))
-            .map(|(_, r)| *r)
-            .max()
-            .unwrap_or(0)
+        max_with_prefix(&self.rss_kib, prefix)
+    }
+
+    fn max_idle_rss(&self, prefix: &str) -> u64 {
+        max_with_prefix(&self.idle_rss_kib, prefix)
     }
 
     /// Mean CPU (% of a core, idle window) of the cluster leaders per 1,000 workers each leads.
@@ -126,6 +127,10 @@ impl RunResult {
     }
 }
 
+fn max_with_prefix(rss: &[(String, u64)], prefix: &str) -> u64 {
+    rss.iter().filter(|(n, _)| n.starts_with(prefix)).map(|(_, r)| *r).max().unwrap_or(0)
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
@@ -135,7 +140,7 @@ pub fn markdown(results: &[RunResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| workers | deployments (RUNNING) | deploys/s | deploy→RUNNING p50 ms | p99 ms | API read p50 ms | p99 ms (reads) | root leader CPU % idle / deploying | cluster leaders CPU % idle / deploying | root RSS max MiB | cluster RSS max MiB |"
+        "| workers | deployments (RUNNING) | deploys/s | deploy→RUNNING p50 ms | p99 ms | API read p50 ms | p99 ms (reads) | root leader CPU % idle / deploying | cluster leaders CPU % idle / deploying | root RSS max MiB idle / deploying | cluster RSS max MiB idle / deploying |"
     );
     let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|");
     for r in results {
@@ -146,7 +151,7 @@ pub fn markdown(results: &[RunResult]) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "| {} | {} ({}) | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} ({}) | {:.1} / {:.1} | {} | {} | {} |",
+            "| {} | {} ({}) | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} ({}) | {:.1} / {:.1} | {} | {} / {} | {} / {} |",
             r.workers,
             r.deployments,
             r.completed,
@@ -159,7 +164,9 @@ pub fn markdown(results: &[RunResult]) -> String {
             r.root_cpu.idle,
             r.root_cpu.deploy,
             clusters.join("; "),
+            mib(r.max_idle_rss("root-")),
             mib(r.max_rss("root-")),
+            mib(r.max_idle_rss("cluster-")),
             mib(r.max_rss("cluster-")),
         );
     }

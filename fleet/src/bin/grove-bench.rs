@@ -8,7 +8,7 @@
 //!   (`--concurrency` at a time, spread over the root replicas) until every one reads RUNNING
 //!   through `GET /api/service/<id>` (one poller per service, every `--poll-ms`): deployments
 //!   per second, deploy→RUNNING p50/p99, API read p50/p99 (the pollers' reads), leader CPU;
-//! - every process's resident memory (VmRSS) at the end of the deploy phase.
+//! - every process's resident memory (VmRSS) at the end of the idle window and of the deploy phase.
 //!
 //! It prints a Markdown table and writes a PNG of cost per worker against N.
 //!
@@ -273,6 +273,8 @@ async fn measure(
         .map(|m| m.percent().map(|(p, _)| p).unwrap_or(f64::NAN))
         .collect();
     eprintln!("grove-bench: idle CPU of {leaders:?}: {idle:.1?} %");
+    let idle_rss: Vec<(String, u64)> = topo.members.iter().filter_map(|(name, m)| Some((name.clone(), m.pid().and_then(rss_kib)?))).collect();
+    eprintln!("grove-bench: idle RSS KiB: {idle_rss:?}");
 
     // Deploy phase.
     let meters: Vec<CpuMeter> = leaders
@@ -401,6 +403,7 @@ async fn measure(
             .collect(),
         cluster_leaders,
         rss_kib: rss,
+        idle_rss_kib: idle_rss,
         idle_window: Duration::from_secs(args.idle_secs),
     })
 }
