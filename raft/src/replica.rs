@@ -80,31 +80,40 @@ pub(crate) struct Inner<S> {
 /// work: heartbeats and votes must not queue behind hundreds of API tasks in one scheduler
 /// (under load that made followers miss heartbeats and depose a healthy leader). The operating
 /// system shares the cores between the two runtimes' threads fairly.
-pub(crate) struct RaftRuntime(Option<tokio::runtime::Runtime>);
+pub(crate) struct RaftRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+}
 
-/// Threads of a replica's Raft runtime.
-const RAFT_THREADS: usize = 2;
+/// Threads of a replica's Raft runtime (`GROVE_RAFT_THREADS`, default 2; 0: share the caller's).
+fn raft_threads() -> usize {
+    std::env::var("GROVE_RAFT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
+}
 
 impl RaftRuntime {
     fn start(group: &str, id: NodeId) -> Result<RaftRuntime> {
+        let threads = raft_threads();
+        if threads == 0 {
+            return Ok(RaftRuntime { runtime: None, handle: tokio::runtime::Handle::current() });
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(RAFT_THREADS)
+            .worker_threads(threads)
             .thread_name(format!("raft-{group}-{id}"))
             .enable_all()
             .build()
             .map_err(|e| Error::Config(format!("cannot start the raft runtime's threads: {e}")))?;
-        Ok(RaftRuntime(Some(runtime)))
+        Ok(RaftRuntime { handle: runtime.handle().clone(), runtime: Some(runtime) })
     }
 
     pub fn handle(&self) -> &tokio::runtime::Handle {
-        self.0.as_ref().expect("the raft runtime runs until dropped").handle()
+        &self.handle
     }
 }
 
 impl Drop for RaftRuntime {
     fn drop(&mut self) {
         // Possibly inside an async context (even one of its own threads): never block here.
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
         }
     }
