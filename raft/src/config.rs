@@ -39,11 +39,15 @@ pub struct ReplicaConfig {
 }
 
 /// Raft timing. Openraft's followers wait out the leader's lease (the maximum election
-/// timeout) plus their own election timeout before they campaign, so a lost leader is replaced
-/// after 650–800 ms with the defaults (measured by the chaos harness, `docs/reliability.md`).
-/// Openraft also bounds every append-entries call, data or heartbeat, by the heartbeat
-/// interval: shorter heartbeats leave a lagging follower unable to catch up under load (50 ms
-/// did, in the chaos harness), so 100 ms is the floor of the defaults.
+/// timeout) plus their own election timeout before they campaign; a follower that finds its
+/// leader's process gone campaigns after the lease alone (`failover`).
+///
+/// Openraft bounds every append-entries call, data or heartbeat, by *its* heartbeat interval.
+/// Grove gives openraft a long one ([`Timing::replication_timeout`], just under the minimum
+/// election timeout) and sends the heartbeats itself every `heartbeat_ms`: a follower that is
+/// slow to store and sync a batch under load is not taken for unreachable (with 100 ms bounds
+/// the leader of a loaded cluster lost its quorum again and again), and followers still hear
+/// from the leader every `heartbeat_ms`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
@@ -64,6 +68,12 @@ impl Default for Timing {
 impl Timing {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// How long one append-entries call may take: nine tenths of the minimum election timeout
+    /// (openraft requires less than that timeout).
+    pub fn replication_timeout_ms(&self) -> u64 {
+        (self.election_timeout_min_ms * 9 / 10).max(self.heartbeat_ms)
     }
 }
 
@@ -145,7 +155,9 @@ impl ReplicaConfig {
     pub(crate) fn openraft_config(&self) -> Result<openraft::Config, Error> {
         let config = openraft::Config {
             cluster_name: self.group.clone(),
-            heartbeat_interval: self.timing.heartbeat_ms,
+            // Openraft's heartbeat interval is its bound on every append-entries call; Grove's own
+            // heartbeats go every `heartbeat_ms` (see `Timing`).
+            heartbeat_interval: self.timing.replication_timeout_ms(),
             election_timeout_min: self.timing.election_timeout_min_ms,
             election_timeout_max: self.timing.election_timeout_max_ms,
             install_snapshot_timeout: self.timing.request_timeout_ms.max(1000),

@@ -50,10 +50,37 @@ impl LeaderContact {
         self.campaigns.load(Ordering::Relaxed)
     }
 
+    /// Milliseconds since the last contact (`None`: never).
+    pub fn millis_since(&self) -> Option<u64> {
+        self.last().map(|t| t.elapsed().as_millis() as u64)
+    }
+
     pub fn last(&self) -> Option<Instant> {
         match self.at_micros.load(Ordering::Relaxed) {
             0 => None,
             micros => Some(epoch() + Duration::from_micros(micros - 1)),
+        }
+    }
+}
+
+/// On the leader, send a heartbeat to every follower every `timing.heartbeat_ms` (openraft's own
+/// interval is the longer replication timeout, see [`Timing`]). A follower with a call in
+/// flight is skipped: that call refreshes its lease already.
+pub(crate) async fn heartbeats(raft: Raft, timing: Timing) {
+    let mut tick = tokio::time::interval(Duration::from_millis(timing.heartbeat_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let leads = {
+            let metrics = raft.metrics();
+            let m = metrics.borrow();
+            if m.running_state.is_err() {
+                return;
+            }
+            m.state == ServerState::Leader
+        };
+        if leads && raft.trigger().heartbeat().await.is_err() {
+            return;
         }
     }
 }

@@ -70,7 +70,8 @@ pub(crate) struct Inner<S> {
     me: std::sync::Weak<Inner<S>>,
     /// When this replica last heard from a leader, for [`crate::failover`].
     pub contact: Arc<LeaderContact>,
-    failover: Mutex<Option<JoinHandle<()>>>,
+    /// The failover watch and the heartbeat ticker.
+    failover: Mutex<Vec<JoinHandle<()>>>,
     /// Where the Raft core, its replication, its gRPC server and the failover watch run. Last:
     /// dropped after everything above.
     pub runtime: RaftRuntime,
@@ -200,11 +201,13 @@ impl<S: StateMachine> Replica<S> {
             forwards: ForwardQueues::default(),
             me: me.clone(),
             contact: Arc::new(LeaderContact::default()),
-            failover: Mutex::new(None),
+            failover: Mutex::new(Vec::new()),
             runtime,
         });
         let watch = crate::failover::watch(config.id, raft.clone(), inner.contact.clone(), config.timing.clone());
-        *inner.failover.lock().expect("failover lock") = Some(inner.runtime.handle().spawn(watch));
+        let heartbeats = crate::failover::heartbeats(raft.clone(), config.timing.clone());
+        let runtime = inner.runtime.handle();
+        *inner.failover.lock().expect("failover lock") = vec![runtime.spawn(watch), runtime.spawn(heartbeats)];
 
         let (stop_tx, stop_rx) = oneshot::channel();
         let server = crate::service::serve(inner.clone(), listener, stop_rx)?;
@@ -322,8 +325,8 @@ impl<S: StateMachine> Replica<S> {
     /// replica answer `Stopped` afterwards.
     pub async fn shutdown(&self) {
         let inner = &self.inner;
-        if let Some(watch) = inner.failover.lock().expect("failover lock").take() {
-            watch.abort();
+        for task in std::mem::take(&mut *inner.failover.lock().expect("failover lock")) {
+            task.abort();
         }
         if let Err(e) = inner.raft.shutdown().await {
             tracing::warn!(group = %inner.group, id = inner.id, "raft core ended with an error: {e}");
@@ -772,6 +775,7 @@ impl<S: StateMachine> Inner<S> {
             members,
             millis_since_quorum_ack: m.millis_since_quorum_ack,
             fast_campaigns: self.contact.fast_campaigns(),
+            millis_since_leader_contact: self.contact.millis_since(),
             state_digest: None,
         }
     }
@@ -823,6 +827,9 @@ pub struct ReplicaStatus {
     /// (see the `failover` module), since it started.
     #[serde(default)]
     pub fast_campaigns: u64,
+    /// On a follower: how long since it last accepted entries or a heartbeat from a leader.
+    #[serde(default)]
+    pub millis_since_leader_contact: Option<u64>,
     /// Asked for with the status (`StatusRequest.digest`): the applied state's digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_digest: Option<StateDigest>,

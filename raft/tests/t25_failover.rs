@@ -61,3 +61,23 @@ async fn an_unreachable_but_live_leader_is_left_to_the_election_timers() {
     }
     group.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn followers_hear_from_the_leader_every_heartbeat_not_every_replication_timeout() {
+    // Openraft's own interval here is the replication timeout (1,350 ms); Grove's heartbeats go
+    // every 100 ms.
+    let timing = slow_elections();
+    assert_eq!(timing.replication_timeout_ms(), 1350);
+    let group = TestGroup::start_timed(3, SnapshotConfig::default(), timing).await;
+    let leader = group.leader().await;
+    group.replica(leader).write(put("k", "v")).await.expect("write");
+    let follower = group.followers(leader)[0];
+    let mut worst = 0;
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let since = group.replica(follower).status().millis_since_leader_contact.expect("the follower heard from the leader");
+        worst = worst.max(since);
+    }
+    assert!(worst < 700, "a follower went {worst} ms without hearing from its leader");
+    group.shutdown().await;
+}
