@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use grove_proto::raft::forward_reply::Result as Reply;
 use grove_proto::raft::forward_request::Op;
-use grove_proto::raft::{failure, Failure, ForwardReply, ForwardRequest, Learner, ReadIndex, Redirect, Replies, Voters, Writes, Written};
+use grove_proto::raft::{failure, Failure, ForwardRequest, Learner, ReadIndex, Redirect, Voters, Written};
 use openraft::error::{CheckIsLeaderError, ClientWriteError, InitializeError, RaftError};
 use openraft::{BasicNode, RaftMetrics, ServerState};
 use serde::{Deserialize, Serialize};
@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::app::{decode_json, encode_json, StateMachine};
-use crate::batch::{ForwardQueues, Outcome, PendingForward, WriteBatcher};
+use crate::batch::{Outcome, WriteBatcher};
 use crate::config::{ReplicaConfig, Timing};
 use crate::failover::LeaderContact;
 use crate::network::{NetworkFactory, NetworkFaults, Peers};
@@ -64,10 +64,6 @@ pub(crate) struct Inner<S> {
     reads: ReadIndexBatch,
     /// The leader's group commit of client writes.
     writes: WriteBatcher,
-    /// A follower's batching of the writes it forwards to the leader.
-    forwards: ForwardQueues,
-    /// This replica, for the forwarding senders it spawns.
-    me: std::sync::Weak<Inner<S>>,
     /// When this replica last heard from a leader, for [`crate::failover`].
     pub contact: Arc<LeaderContact>,
     /// The failover watch and the heartbeat ticker.
@@ -86,9 +82,12 @@ pub(crate) struct RaftRuntime {
     handle: tokio::runtime::Handle,
 }
 
-/// Threads of a replica's Raft runtime (`GROVE_RAFT_THREADS`, default 2; 0: share the caller's).
+/// Threads of a replica's own Raft runtime (`GROVE_RAFT_THREADS`). The default, 0, runs the
+/// Raft side on the caller's runtime: on the two-core machine of `docs/benchmarks.md` a
+/// separate runtime measured slower (more threads and cross-thread wake-ups per write), so it is
+/// an option for machines with cores to spare.
 fn raft_threads() -> usize {
-    std::env::var("GROVE_RAFT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(2)
+    std::env::var("GROVE_RAFT_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
 }
 
 impl RaftRuntime {
@@ -184,7 +183,7 @@ impl<S: StateMachine> Replica<S> {
             .map_err(|e| storage_err(format!("the raft core did not start: {e}")))?
             .map_err(|e| storage_err(e.to_string()))?;
 
-        let inner = Arc::new_cyclic(|me| Inner {
+        let inner = Arc::new(Inner {
             group: config.group.clone(),
             id: config.id,
             addr: config.advertised(),
@@ -198,8 +197,6 @@ impl<S: StateMachine> Replica<S> {
             db_closed: Mutex::new(Some(db_closed)),
             reads: ReadIndexBatch::default(),
             writes: WriteBatcher::start(raft.clone(), config.timing.request_timeout()),
-            forwards: ForwardQueues::default(),
-            me: me.clone(),
             contact: Arc::new(LeaderContact::default()),
             failover: Mutex::new(Vec::new()),
             runtime,
@@ -484,10 +481,7 @@ impl<S: StateMachine> Inner<S> {
                     self.confirm_leadership(deadline).await?;
                     self.on_leader(op.clone(), deadline).await
                 }
-                Route::Peer { id, addr } => match &op {
-                    Op::Write(bytes) => self.forward_write(id, &addr, bytes.clone(), deadline).await,
-                    _ => self.forward(id, &addr, op.clone(), deadline).await,
-                },
+                Route::Peer { id, addr } => self.forward(id, &addr, op.clone(), deadline).await,
             };
             match reply {
                 Reply::Redirect(_) => {
@@ -558,7 +552,7 @@ impl<S: StateMachine> Inner<S> {
             Err(e) => return failure(failure::Kind::Unavailable, e),
         };
         let request = ForwardRequest { group: self.group.clone(), from: self.id, op: Some(op.clone()) };
-        let is_write = matches!(op, Op::Write(_) | Op::Writes(_) | Op::SetVoters(_) | Op::AddLearner(_));
+        let is_write = matches!(op, Op::Write(_) | Op::SetVoters(_) | Op::AddLearner(_));
         match tokio::time::timeout_at(deadline, client.forward(request)).await {
             Err(_) if is_write => {
                 return failure(failure::Kind::Indeterminate, format!("leader {id} did not answer within the request timeout"))
@@ -581,60 +575,6 @@ impl<S: StateMachine> Inner<S> {
             }
             Ok(Err(status)) => {
                 return failure(failure::Kind::Unavailable, format!("leader {id}: {}: {}", status.code(), status.message()))
-            }
-        }
-    }
-
-    /// Forward a write to the leader `id`, batched with the other writes this replica forwards
-    /// to it meanwhile (see [`ForwardQueues`]).
-    async fn forward_write(&self, id: NodeId, addr: &str, bytes: Vec<u8>, deadline: Instant) -> Reply {
-        let (reply, answer) = oneshot::channel();
-        if self.forwards.push(id, PendingForward { bytes, deadline, reply }) {
-            let Some(me) = self.me.upgrade() else {
-                return failure(failure::Kind::Stopped, format!("replica {} has stopped", self.id));
-            };
-            let addr = addr.to_owned();
-            tokio::spawn(async move { me.send_forwards(id, &addr).await });
-        }
-        match tokio::time::timeout_at(deadline, answer).await {
-            Ok(Ok(reply)) => reply,
-            Ok(Err(_)) | Err(_) => failure(failure::Kind::Indeterminate, format!("leader {id} did not answer within the request timeout")),
-        }
-    }
-
-    /// Send the writes queued for leader `id` until none wait.
-    async fn send_forwards(&self, id: NodeId, addr: &str) {
-        while let Some(mut batch) = self.forwards.next_batch(id) {
-            if batch.len() == 1 {
-                let p = batch.pop().expect("one write");
-                let reply = self.forward(id, addr, Op::Write(p.bytes), p.deadline).await;
-                let _ = p.reply.send(reply);
-                continue;
-            }
-            let deadline = batch.iter().map(|p| p.deadline).max().expect("a batch is never empty");
-            let (commands, callers): (Vec<_>, Vec<_>) = batch.into_iter().map(|p| (p.bytes, p.reply)).unzip();
-            let count = commands.len();
-            match self.forward(id, addr, Op::Writes(Writes { commands }), deadline).await {
-                Reply::Replies(Replies { replies }) if replies.len() == count => {
-                    for (caller, reply) in callers.into_iter().zip(replies) {
-                        let reply = reply
-                            .result
-                            .unwrap_or_else(|| failure(failure::Kind::Indeterminate, format!("leader {id} sent an empty reply")));
-                        let _ = caller.send(reply);
-                    }
-                }
-                Reply::Replies(Replies { replies }) => {
-                    let message = format!("leader {id} answered {} of {count} forwarded writes", replies.len());
-                    for caller in callers {
-                        let _ = caller.send(failure(failure::Kind::Indeterminate, message.clone()));
-                    }
-                }
-                // A redirect or a failure of the whole call applies to every write in it.
-                other => {
-                    for caller in callers {
-                        let _ = caller.send(other.clone());
-                    }
-                }
             }
         }
     }
@@ -673,11 +613,6 @@ impl<S: StateMachine> Inner<S> {
     pub(crate) async fn on_leader(&self, op: Op, deadline: Instant) -> Reply {
         match op {
             Op::Write(bytes) => self.leader_write(bytes, deadline).await,
-            Op::Writes(Writes { commands }) => {
-                // Submitted together, they join one entry of the leader's group commit.
-                let replies = futures::future::join_all(commands.into_iter().map(|c| self.leader_write(c, deadline))).await;
-                Reply::Replies(Replies { replies: replies.into_iter().map(|r| ForwardReply { result: Some(r) }).collect() })
-            }
             Op::ReadIndex(_) => {
                 let ticket = self.reads.tickets.fetch_add(1, Ordering::SeqCst);
                 let Ok(mut last) = tokio::time::timeout_at(deadline, self.reads.last.lock()).await else {
