@@ -9,9 +9,9 @@
 //! A follower that has missed heartbeats asks the operating system whether the leader's
 //! process is still there: a TCP connection to its Raft address that is *refused* means nothing
 //! listens there (the process died or is restarting). Then there is no reason to wait out a
-//! second timeout: the follower campaigns as soon as the voters' lease has expired. The
-//! surviving followers go in the order of their ids, one heartbeat interval apart, so they do not
-//! split the vote. Anything else (a connection that succeeds, hangs or fails another way: a pause, a
+//! second timeout: the follower campaigns as soon as the voters' lease has expired. Only the
+//! surviving voter with the lowest id does this, so that two early candidates never start the
+//! same term; the others keep openraft's timers. Anything else (a connection that succeeds, hangs or fails another way: a pause, a
 //! partition, a slow machine) leaves the decision to openraft's own timers.
 //!
 //! Starting an election is always safe in Raft; the worst an early one can do is cost a term.
@@ -100,7 +100,7 @@ pub(crate) async fn watch(id: NodeId, raft: Raft, contact: Arc<LeaderContact>, t
     let mut probed_alive: Option<Instant> = None;
     loop {
         tick.tick().await;
-        let (leader, addr, rank) = {
+        let (leader, addr) = {
             let metrics = raft.metrics();
             let m = metrics.borrow();
             if m.running_state.is_err() {
@@ -112,10 +112,14 @@ pub(crate) async fn watch(id: NodeId, raft: Raft, contact: Arc<LeaderContact>, t
             }
             let membership = m.membership_config.membership();
             let Some(node) = membership.get_node(&leader) else { continue };
-            // My place among the voters that would campaign: the lowest id goes first.
-            let survivors = membership.voter_ids().filter(|v| *v != leader).collect::<Vec<_>>();
-            let Some(rank) = survivors.iter().position(|v| *v == id) else { continue };
-            (leader, node.addr.clone(), rank as u32)
+            // Only the surviving voter with the lowest id campaigns early; the others leave it to
+            // openraft's timers. Two early candidates would often start the same term, and
+            // openraft (which orders leaders by term *and* node id) may then elect both in turn.
+            let first = membership.voter_ids().find(|v| *v != leader);
+            if first != Some(id) {
+                continue;
+            }
+            (leader, node.addr.clone())
         };
         let Some(last) = contact.last() else { continue };
         if last.elapsed() < heartbeat * 3 / 2 || probed_alive == Some(last) {
@@ -130,7 +134,7 @@ pub(crate) async fn watch(id: NodeId, raft: Raft, contact: Arc<LeaderContact>, t
         }
         // The voters refuse to vote until the lease since the heartbeat they last saw (about
         // when we saw ours; half a heartbeat interval covers the difference) has passed.
-        let at = last + lease + heartbeat / 2 + heartbeat * rank;
+        let at = last + lease + heartbeat / 2;
         tokio::time::sleep_until(at).await;
         let still_lost = {
             let m = raft.metrics().borrow().clone();
