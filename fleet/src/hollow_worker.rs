@@ -271,6 +271,7 @@ pub(crate) async fn run(spec: WorkerSpec, shared: Arc<Shared>) {
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let mut network = NetworkOptions::new();
         network.set_connection_timeout(shared.config.request_timeout.as_secs().max(1));
+        network.set_tcp_nodelay(true);
         eventloop.set_network_options(network);
         let session = Session {
             spec: &spec,

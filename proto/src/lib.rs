@@ -9,6 +9,16 @@
 
 pub mod auth;
 
+/// The connections a gRPC server accepts on `listener`, with `TCP_NODELAY` set on each.
+///
+/// `Server::tcp_nodelay` only applies to servers that bind their own address; with
+/// `serve_with_incoming` the accepted sockets keep Nagle's algorithm, and a reply written in
+/// more than one segment (HTTP/2 headers, data, trailers) then waits for the peer's delayed
+/// acknowledgement: up to 40 ms on Linux, which showed as a 40 ms p99 for single writes.
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// `grove.raft.v1`: Raft replication and leader forwarding.
 pub mod raft {
     tonic::include_proto!("grove.raft.v1");
@@ -28,6 +38,17 @@ pub mod etcd {
 #[cfg(test)]
 mod tests {
     use prost::Message;
+    use tokio_stream::StreamExt;
+
+    #[tokio::test]
+    async fn accepted_connections_have_nodelay() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut incoming = super::incoming(listener);
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let accepted = incoming.next().await.expect("one connection").expect("accepted");
+        assert!(accepted.nodelay().unwrap(), "TCP_NODELAY is set on the accepted socket");
+    }
 
     #[test]
     fn cluster_messages_round_trip() {

@@ -46,11 +46,9 @@ pub(crate) fn serve<S: StateMachine>(
                 return;
             }
         };
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let result = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async {
+            .serve_with_incoming_shutdown(grove_proto::incoming(listener), async {
                 let _ = stop.await;
             })
             .await;

@@ -131,7 +131,7 @@ impl Root {
         tasks.push((
             "cluster-grpc",
             tokio::spawn(async move {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(cluster_listener);
+                let incoming = grove_proto::incoming(cluster_listener);
                 let shutdown = async move {
                     let _ = grpc_stop.changed().await;
                 };

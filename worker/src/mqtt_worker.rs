@@ -144,6 +144,8 @@ pub async fn mqtt_worker(
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let mut net = eventloop.network_options();
         net.set_connection_timeout(settings.connect_timeout.as_secs().max(1));
+        // Status reports are small and must not wait for the broker's delayed ACK.
+        net.set_tcp_nodelay(true);
         eventloop.set_network_options(net);
         let mut connected = false;
         debug!(broker = %broker, "connecting to MQTT broker");
