@@ -2,6 +2,11 @@
 //! `Undeploy` are committed through Raft (a follower forwards to the leader) and acknowledged
 //! after commit. Both are idempotent on job id + instance number, so the root retries freely.
 //!
+//! `Dispatch` carries many deploys and undeploys at once (how the root sends them): each item
+//! is answered on its own as above, a malformed one refused alone (`accepted = false`, naming
+//! the field); the items are committed concurrently and share log entries; if any could not be
+//! committed the whole call answers `Unavailable` and the root sends it again (idempotent).
+//!
 //! `ListWorkers` is answered by the leader (it alone holds the workers' live resources, see
 //! [`crate::soft`]); a follower answers `FailedPrecondition` naming the leader, and the root
 //! tries the next endpoint. With a cluster token configured every call must carry it.
@@ -13,7 +18,7 @@
 
 use grove_core::job::Job;
 use grove_proto::cluster::cluster_server::{Cluster as ClusterRpc, ClusterServer};
-use grove_proto::cluster::{DeployRequest, DispatchAck, ListWorkersReply, ListWorkersRequest, UndeployRequest, WorkerSummary};
+use grove_proto::cluster::{DeployRequest, DispatchAck, DispatchAcks, DispatchBatch, ListWorkersReply, ListWorkersRequest, UndeployRequest, WorkerSummary};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -21,8 +26,10 @@ use crate::soft::LeaderView;
 use crate::state::{ApplyResult, ClusterCommand, ClusterState};
 use crate::Shared;
 
-/// Largest request accepted (a job document).
+/// Largest request accepted (a job document, or a batch of them).
 const MAX_REQUEST: usize = 4 << 20;
+/// Most items in one `Dispatch` call (the root sends at most 256).
+pub const MAX_DISPATCH_BATCH: usize = 1024;
 
 pub struct Service {
     shared: Shared,
@@ -36,6 +43,22 @@ fn answer(result: Result<ApplyResult, grove_raft::Error>) -> Result<Response<Dis
         Err(e @ grove_raft::Error::Indeterminate { .. }) => Err(Status::unavailable(format!("outcome unknown, retry (the call is idempotent): {e}"))),
         Err(e) => Err(Status::internal(e.to_string())),
     }
+}
+
+/// The `Deploy` command of a request, or `InvalidArgument` naming the field.
+fn deploy_command(r: DeployRequest, at_ms: u64) -> Result<ClusterCommand, Status> {
+    let job = parse_deploy(&r)?;
+    tracing::debug!(job_id = %r.job_id, instance = r.instance_number, job_name = %job.job_name, "deploy from the root");
+    Ok(ClusterCommand::Deploy { job_id: r.job_id, instance_number: r.instance_number, job, at_ms })
+}
+
+/// The `Undeploy` command of a request, or `InvalidArgument` naming the field.
+fn undeploy_command(r: UndeployRequest, at_ms: u64) -> Result<ClusterCommand, Status> {
+    if r.job_id.trim().is_empty() {
+        return Err(Status::invalid_argument("job_id: is required"));
+    }
+    tracing::debug!(job_id = %r.job_id, instance = r.instance_number, "undeploy from the root");
+    Ok(ClusterCommand::Undeploy { job_id: r.job_id, instance_number: Some(r.instance_number), at_ms })
 }
 
 /// The job document of a `DeployRequest`, or `InvalidArgument` naming the field.
@@ -54,24 +77,46 @@ pub fn parse_deploy(r: &DeployRequest) -> Result<Job, Status> {
     Ok(job)
 }
 
+impl Service {
+    /// Commit every command at once (concurrent writes share the leader's log entries) and
+    /// answer each in order; a malformed item is refused alone. `Unavailable` when any could
+    /// not be committed.
+    async fn commit_all(&self, commands: impl Iterator<Item = Result<ClusterCommand, Status>>) -> Result<Vec<DispatchAck>, Status> {
+        let writes = commands.map(|command| async move {
+            match command {
+                Ok(command) => answer(self.shared.replica.write(command).await).map(Response::into_inner),
+                Err(invalid) => Ok(DispatchAck { accepted: false, reason: invalid.message().to_owned() }),
+            }
+        });
+        futures::future::join_all(writes).await.into_iter().collect()
+    }
+}
+
 #[tonic::async_trait]
 impl ClusterRpc for Service {
     async fn deploy(&self, request: Request<DeployRequest>) -> Result<Response<DispatchAck>, Status> {
-        let r = request.into_inner();
-        let job = parse_deploy(&r)?;
-        tracing::info!(job_id = %r.job_id, instance = r.instance_number, job_name = %job.job_name, "deploy from the root");
-        let command = ClusterCommand::Deploy { job_id: r.job_id, instance_number: r.instance_number, job, at_ms: crate::now_ms() };
+        let command = deploy_command(request.into_inner(), crate::now_ms())?;
         answer(self.shared.replica.write(command).await)
     }
 
     async fn undeploy(&self, request: Request<UndeployRequest>) -> Result<Response<DispatchAck>, Status> {
-        let r = request.into_inner();
-        if r.job_id.trim().is_empty() {
-            return Err(Status::invalid_argument("job_id: is required"));
-        }
-        tracing::info!(job_id = %r.job_id, instance = r.instance_number, "undeploy from the root");
-        let command = ClusterCommand::Undeploy { job_id: r.job_id, instance_number: Some(r.instance_number), at_ms: crate::now_ms() };
+        let command = undeploy_command(request.into_inner(), crate::now_ms())?;
         answer(self.shared.replica.write(command).await)
+    }
+
+    async fn dispatch(&self, request: Request<DispatchBatch>) -> Result<Response<DispatchAcks>, Status> {
+        let r = request.into_inner();
+        let items = r.deploys.len() + r.undeploys.len();
+        if items > MAX_DISPATCH_BATCH {
+            return Err(Status::invalid_argument(format!("deploys, undeploys: {items} items, at most {MAX_DISPATCH_BATCH} per call")));
+        }
+        tracing::info!(deploys = r.deploys.len(), undeploys = r.undeploys.len(), "dispatch from the root");
+        let at_ms = crate::now_ms();
+        // Undeploys first: an instance the root re-placed here while the undeploy of its old
+        // copy was still owed must end up deployed.
+        let undeploys = self.commit_all(r.undeploys.into_iter().map(|u| undeploy_command(u, at_ms))).await?;
+        let deploys = self.commit_all(r.deploys.into_iter().map(|d| deploy_command(d, at_ms))).await?;
+        Ok(Response::new(DispatchAcks { deploys, undeploys }))
     }
 
     async fn list_workers(&self, _request: Request<ListWorkersRequest>) -> Result<Response<ListWorkersReply>, Status> {
@@ -125,7 +170,7 @@ pub fn worker_summaries(state: &ClusterState, view: &LeaderView, now: std::time:
 pub async fn serve(shared: Shared, listener: tokio::net::TcpListener, mut stop: watch::Receiver<bool>) {
     let check = grove_proto::auth::TokenCheck::new(shared.config.cluster_token.clone());
     let service = tonic::service::interceptor::InterceptedService::new(ClusterServer::new(Service { shared }).max_decoding_message_size(MAX_REQUEST), check);
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    let incoming = grove_proto::incoming(listener);
     let result = tonic::transport::Server::builder()
         .timeout(std::time::Duration::from_secs(30))
         .add_service(service)

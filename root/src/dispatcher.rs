@@ -1,13 +1,17 @@
 //! The cluster dispatcher, on the root leader only: delivers every committed placement that its
-//! cluster has not acknowledged (`Deploy`) and every undeploy the root still owes a cluster
-//! (`Undeploy`), over the cluster tier's gRPC, and commits each acknowledgement.
+//! cluster has not acknowledged (deploys) and every undeploy the root still owes a cluster,
+//! over the cluster tier's gRPC, and commits each acknowledgement.
 //!
 //! What to send is a pure function of the replicated state ([`pending`]), so a newly elected
-//! leader resumes exactly the dispatches that were committed but not acknowledged. Calls are
-//! idempotent on the cluster side (job id + instance number), so a dispatch delivered twice
-//! (the old leader died between the cluster's answer and the commit of the acknowledgement) has
-//! the effect of one. Failed calls are retried with a per-dispatch exponential backoff; calls
-//! to clusters the root considers lost wait until they report again.
+//! leader resumes exactly the dispatches that were committed but not acknowledged. Everything
+//! owed to one cluster travels together: one `Cluster.Dispatch` call carries up to
+//! [`MAX_BATCH`] dispatches (a few calls per cluster in flight), and the cluster commits them
+//! concurrently, so a burst of placements costs a few calls and log entries instead of one round
+//! each. Dispatches are idempotent on the cluster side (job id + instance number), so one
+//! delivered twice (the old leader died between the cluster's answer and the commit of the
+//! acknowledgement, or a call failed after some of it was committed) has the effect of one.
+//! Failed dispatches are retried with a per-dispatch exponential backoff; calls to clusters the
+//! root considers lost wait until they report again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -22,8 +26,12 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::state::{Dispatch, RootCommand, RootState};
 
-/// Most calls in flight at once (over all clusters).
-const MAX_IN_FLIGHT: usize = 64;
+/// Most dispatches in one call.
+pub const MAX_BATCH: usize = 256;
+/// Most bytes of job documents in one call (a single larger document still goes alone).
+const MAX_BATCH_BYTES: usize = 1 << 20;
+/// Calls in flight to one cluster at once.
+const MAX_CALLS_PER_CLUSTER: usize = 4;
 const FIRST_RETRY: Duration = Duration::from_millis(200);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 
@@ -33,7 +41,7 @@ pub enum Kind {
     Undeploy,
 }
 
-/// One call the leader owes a cluster.
+/// One dispatch the leader owes a cluster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Work {
     pub kind: Kind,
@@ -42,8 +50,10 @@ pub struct Work {
     pub endpoints: Vec<String>,
 }
 
+type Key = (Kind, Dispatch);
+
 impl Work {
-    fn key(&self) -> (Kind, Dispatch) {
+    fn key(&self) -> Key {
         (self.kind, self.dispatch.clone())
     }
 }
@@ -78,6 +88,31 @@ pub fn deploy_document(state: &RootState, d: &Dispatch) -> Option<String> {
     job.instances.contains_key(&d.instance_number).then(|| job.downstream_document(Some(d.instance_number)).to_string())
 }
 
+/// Split one cluster's owed work into calls (pure): at most [`MAX_BATCH`] dispatches and
+/// [`MAX_BATCH_BYTES`] of documents each, in order. `document` gives a deploy's job document
+/// (`None`: the instance is gone, nothing to send); undeploys carry none.
+pub fn batches(work: Vec<Work>, mut document: impl FnMut(&Dispatch) -> Option<String>) -> Vec<Vec<(Work, String)>> {
+    let mut out: Vec<Vec<(Work, String)>> = Vec::new();
+    let mut bytes = 0;
+    for w in work {
+        let doc = match w.kind {
+            Kind::Deploy => match document(&w.dispatch) {
+                Some(doc) => doc,
+                None => continue,
+            },
+            Kind::Undeploy => String::new(),
+        };
+        let full = out.last().is_none_or(|b| b.len() >= MAX_BATCH || (!b.is_empty() && bytes + doc.len() > MAX_BATCH_BYTES));
+        if full {
+            out.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += doc.len();
+        out.last_mut().expect("a batch was just pushed").push((w, doc));
+    }
+    out
+}
+
 /// Settings of the dispatcher.
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
@@ -95,6 +130,10 @@ struct Retry {
     delay: Duration,
 }
 
+/// The outcome of one call: per dispatch, the index of the endpoint that accepted it or why it
+/// was not.
+type CallResult = (String, Vec<(Key, Result<usize, String>)>);
+
 /// Run until `stop`.
 pub async fn run(replica: Replica<RootState>, settings: DispatchSettings, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(settings.interval);
@@ -102,9 +141,10 @@ pub async fn run(replica: Replica<RootState>, settings: DispatchSettings, mut st
     let mut channels: HashMap<String, Channel> = HashMap::new();
     // The endpoint of each cluster that answered last, tried first.
     let mut preferred: BTreeMap<String, usize> = BTreeMap::new();
-    let mut retries: HashMap<(Kind, Dispatch), Retry> = HashMap::new();
-    let mut in_flight: HashSet<(Kind, Dispatch)> = HashSet::new();
-    let mut calls: JoinSet<((Kind, Dispatch), Result<usize, String>)> = JoinSet::new();
+    let mut retries: HashMap<Key, Retry> = HashMap::new();
+    let mut in_flight: HashSet<Key> = HashSet::new();
+    let mut calls_to: HashMap<String, usize> = HashMap::new();
+    let mut calls: JoinSet<CallResult> = JoinSet::new();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -116,28 +156,33 @@ pub async fn run(replica: Replica<RootState>, settings: DispatchSettings, mut st
                     finished.push(more);
                 }
                 let (mut deploys, mut undeploys) = (Vec::new(), Vec::new());
-                for (key, outcome) in finished.into_iter().flatten() {
-                    in_flight.remove(&key);
-                    match outcome {
-                        Ok(endpoint_index) => {
-                            preferred.insert(key.1.cluster_id.clone(), endpoint_index);
-                            retries.remove(&key);
-                            match key.0 {
-                                Kind::Deploy => deploys.push(key.1),
-                                Kind::Undeploy => undeploys.push(key.1),
+                for (cluster_id, outcomes) in finished.into_iter().flatten() {
+                    if let Some(n) = calls_to.get_mut(&cluster_id) {
+                        *n = n.saturating_sub(1);
+                    }
+                    for (key, outcome) in outcomes {
+                        in_flight.remove(&key);
+                        match outcome {
+                            Ok(endpoint_index) => {
+                                preferred.insert(key.1.cluster_id.clone(), endpoint_index);
+                                retries.remove(&key);
+                                match key.0 {
+                                    Kind::Deploy => deploys.push(key.1),
+                                    Kind::Undeploy => undeploys.push(key.1),
+                                }
                             }
-                        }
-                        Err(reason) => {
-                            let r = retries.entry(key.clone()).or_insert(Retry { next: Instant::now(), delay: FIRST_RETRY / 2 });
-                            r.delay = (r.delay * 2).min(MAX_RETRY);
-                            r.next = Instant::now() + r.delay;
-                            tracing::warn!(kind = ?key.0, cluster = %key.1.cluster_id, job = %key.1.job_id, instance = key.1.instance_number,
-                                retry_in = ?r.delay, "dispatch failed: {reason}");
+                            Err(reason) => {
+                                let r = retries.entry(key.clone()).or_insert(Retry { next: Instant::now(), delay: FIRST_RETRY / 2 });
+                                r.delay = (r.delay * 2).min(MAX_RETRY);
+                                r.next = Instant::now() + r.delay;
+                                tracing::warn!(kind = ?key.0, cluster = %key.1.cluster_id, job = %key.1.job_id, instance = key.1.instance_number,
+                                    retry_in = ?r.delay, "dispatch failed: {reason}");
+                            }
                         }
                     }
                 }
                 if !(deploys.is_empty() && undeploys.is_empty()) {
-                    // A lost acknowledgement only means one more (idempotent) call.
+                    // A lost acknowledgement only means one more (idempotent) dispatch.
                     if let Err(e) = replica.write(RootCommand::Acknowledge { deploys, undeploys }).await {
                         tracing::debug!("acknowledgements not committed: {e}");
                     }
@@ -153,38 +198,43 @@ pub async fn run(replica: Replica<RootState>, settings: DispatchSettings, mut st
             calls.abort_all();
             in_flight.clear();
             retries.clear();
+            calls_to.clear();
             continue;
         }
         let work = replica.read_local(pending);
-        let owed: HashSet<(Kind, Dispatch)> = work.iter().map(Work::key).collect();
+        let owed: HashSet<Key> = work.iter().map(Work::key).collect();
         retries.retain(|k, _| owed.contains(k));
         let now = Instant::now();
+        let mut by_cluster: BTreeMap<String, Vec<Work>> = BTreeMap::new();
         for w in work {
-            if in_flight.len() >= MAX_IN_FLIGHT {
-                break;
-            }
             let key = w.key();
             if in_flight.contains(&key) || retries.get(&key).is_some_and(|r| r.next > now) {
                 continue;
             }
-            let first = preferred.get(&w.dispatch.cluster_id).copied().unwrap_or(0);
-            let endpoints: Vec<(usize, Channel)> = (0..w.endpoints.len())
-                .map(|i| (first + i) % w.endpoints.len())
-                .filter_map(|i| channel(&mut channels, &w.endpoints[i], settings.call_timeout).map(|c| (i, c)))
-                .collect();
-            let document = match w.kind {
-                Kind::Deploy => match replica.read_local(|s| deploy_document(s, &w.dispatch)) {
-                    Some(doc) => doc,
-                    None => continue,
-                },
-                Kind::Undeploy => String::new(),
-            };
-            in_flight.insert(key.clone());
-            let (timeout, token) = (settings.call_timeout, settings.cluster_token.clone());
-            calls.spawn(async move {
-                let outcome = call(&w, &document, endpoints, timeout, token.as_deref()).await;
-                (key, outcome)
-            });
+            by_cluster.entry(w.dispatch.cluster_id.clone()).or_default().push(w);
+        }
+        for (cluster_id, work) in by_cluster {
+            let free = MAX_CALLS_PER_CLUSTER.saturating_sub(calls_to.get(&cluster_id).copied().unwrap_or(0));
+            if free == 0 {
+                continue;
+            }
+            let names = work[0].endpoints.clone();
+            let work: Vec<Work> = work.into_iter().take(free * MAX_BATCH).collect();
+            let batches = replica.read_local(|s| batches(work, |d| deploy_document(s, d)));
+            let first = preferred.get(&cluster_id).copied().unwrap_or(0);
+            for batch in batches.into_iter().take(free) {
+                let endpoints: Vec<(usize, Channel)> = (0..names.len())
+                    .map(|i| (first + i) % names.len())
+                    .filter_map(|i| channel(&mut channels, &names[i], settings.call_timeout).map(|c| (i, c)))
+                    .collect();
+                in_flight.extend(batch.iter().map(|(w, _)| w.key()));
+                *calls_to.entry(cluster_id.clone()).or_default() += 1;
+                let (timeout, token, names, cluster_id) = (settings.call_timeout, settings.cluster_token.clone(), names.clone(), cluster_id.clone());
+                calls.spawn(async move {
+                    let outcomes = call(batch, &names, endpoints, timeout, token.as_deref()).await;
+                    (cluster_id, outcomes)
+                });
+            }
         }
     }
 }
@@ -201,30 +251,55 @@ pub(crate) fn channel(channels: &mut HashMap<String, Channel>, endpoint: &str, t
     Some(c)
 }
 
-/// Try each endpoint in turn; the index of the one that accepted, or why none did.
-async fn call(w: &Work, document: &str, endpoints: Vec<(usize, Channel)>, timeout: Duration, token: Option<&str>) -> Result<usize, String> {
-    let mut reasons = Vec::new();
-    for (index, channel) in endpoints {
-        let mut client = pb::cluster_client::ClusterClient::new(channel);
+/// Send one batch, trying each endpoint in turn until one answers; per dispatch, the index of
+/// the endpoint that accepted it, or why it was not accepted.
+async fn call(batch: Vec<(Work, String)>, names: &[String], endpoints: Vec<(usize, Channel)>, timeout: Duration, token: Option<&str>) -> Vec<(Key, Result<usize, String>)> {
+    let mut request = pb::DispatchBatch::default();
+    let (mut deploy_keys, mut undeploy_keys) = (Vec::new(), Vec::new());
+    for (w, document) in batch {
         let d = &w.dispatch;
-        let answer = match w.kind {
+        match w.kind {
             Kind::Deploy => {
-                let req = pb::DeployRequest { job_id: d.job_id.clone(), instance_number: d.instance_number, job_json: document.to_owned() };
-                tokio::time::timeout(timeout, client.deploy(with_bearer(req, token))).await
+                request.deploys.push(pb::DeployRequest { job_id: d.job_id.clone(), instance_number: d.instance_number, job_json: document });
+                deploy_keys.push(w.key());
             }
             Kind::Undeploy => {
-                let req = pb::UndeployRequest { job_id: d.job_id.clone(), instance_number: d.instance_number };
-                tokio::time::timeout(timeout, client.undeploy(with_bearer(req, token))).await
+                request.undeploys.push(pb::UndeployRequest { job_id: d.job_id.clone(), instance_number: d.instance_number });
+                undeploy_keys.push(w.key());
             }
-        };
-        match answer {
-            Ok(Ok(ack)) if ack.get_ref().accepted => return Ok(index),
-            Ok(Ok(ack)) => reasons.push(format!("{}: refused: {}", w.endpoints[index], ack.get_ref().reason)),
-            Ok(Err(status)) => reasons.push(format!("{}: {}", w.endpoints[index], status.message())),
-            Err(_) => reasons.push(format!("{}: no answer within {timeout:?}", w.endpoints[index])),
         }
     }
-    Err(reasons.join("; "))
+    let mut reasons = Vec::new();
+    for (index, channel) in endpoints {
+        let name = &names[index];
+        let mut client = pb::cluster_client::ClusterClient::new(channel);
+        match tokio::time::timeout(timeout, client.dispatch(with_bearer(request.clone(), token))).await {
+            Ok(Ok(reply)) => {
+                let reply = reply.into_inner();
+                if reply.deploys.len() != deploy_keys.len() || reply.undeploys.len() != undeploy_keys.len() {
+                    reasons.push(format!(
+                        "{name}: answered {} deploys and {} undeploys of {} and {}",
+                        reply.deploys.len(),
+                        reply.undeploys.len(),
+                        deploy_keys.len(),
+                        undeploy_keys.len()
+                    ));
+                    continue;
+                }
+                let acks = reply.deploys.into_iter().chain(reply.undeploys);
+                return deploy_keys
+                    .into_iter()
+                    .chain(undeploy_keys)
+                    .zip(acks)
+                    .map(|(key, ack)| (key, if ack.accepted { Ok(index) } else { Err(format!("{name}: refused: {}", ack.reason)) }))
+                    .collect();
+            }
+            Ok(Err(status)) => reasons.push(format!("{name}: {}", status.message())),
+            Err(_) => reasons.push(format!("{name}: no answer within {timeout:?}")),
+        }
+    }
+    let reason = if reasons.is_empty() { format!("no valid endpoint among {names:?}") } else { reasons.join("; ") };
+    deploy_keys.into_iter().chain(undeploy_keys).map(|key| (key, Err(reason.clone()))).collect()
 }
 
 #[cfg(test)]
@@ -292,6 +367,29 @@ mod tests {
         let work = pending(&s);
         assert_eq!(work.iter().map(|w| (w.kind, w.dispatch.instance_number)).collect::<Vec<_>>(), [(Kind::Undeploy, n1)]);
         assert!(deploy_document(&s, &work[0].dispatch).is_none(), "a removed instance has nothing to deploy");
+    }
+
+    #[test]
+    fn owed_work_is_split_into_calls_by_count_and_size_and_gone_instances_are_left_out() {
+        let work = |kind, n: u32| Work { kind, dispatch: Dispatch { cluster_id: "c1".into(), job_id: "j1".into(), instance_number: n }, endpoints: vec![] };
+        let mut owed: Vec<Work> = (0..MAX_BATCH as u32 * 2 + 10).map(|n| work(Kind::Deploy, n)).collect();
+        owed.push(work(Kind::Undeploy, 9999));
+        // Instance 7 is gone: no document, nothing to send.
+        let calls = batches(owed, |d| (d.instance_number != 7).then(|| "{}".to_string()));
+        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), [MAX_BATCH, MAX_BATCH, 10]);
+        let sent: Vec<u32> = calls.iter().flatten().map(|(w, _)| w.dispatch.instance_number).collect();
+        assert!(!sent.contains(&7));
+        assert_eq!(sent.len(), MAX_BATCH * 2 + 10, "every other dispatch is sent once, in order");
+        assert!(sent.windows(2).all(|p| p[0] < p[1]));
+        assert_eq!(calls[2].last().map(|(w, doc)| (w.kind, doc.as_str())), Some((Kind::Undeploy, "")));
+
+        // Large documents close a call early; one larger than the bound still goes, alone.
+        let big = "x".repeat(MAX_BATCH_BYTES / 2 + 1);
+        let huge = "y".repeat(MAX_BATCH_BYTES + 1);
+        let calls = batches((0..4).map(|n| work(Kind::Deploy, n)).collect(), |d| Some(if d.instance_number == 2 { huge.clone() } else { big.clone() }));
+        assert_eq!(calls.iter().map(Vec::len).collect::<Vec<_>>(), [1, 1, 1, 1]);
+        let calls = batches((0..4).map(|n| work(Kind::Deploy, n)).collect(), |_| Some("z".repeat(1000)));
+        assert_eq!(calls.len(), 1);
     }
 
     #[test]

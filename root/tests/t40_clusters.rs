@@ -246,6 +246,13 @@ async fn every_committed_dispatch_survives_the_root_leaders_death() {
     eprintln!("{:?} {} instances, {acked} acknowledged", t0.elapsed(), placed.len());
     wait_for("the cluster to hold exactly the root's instances", Duration::from_secs(30), || async { (edge.held() == placed).then_some(()) }).await;
     eprintln!("{:?} the cluster holds them", t0.elapsed());
+    // The burst travelled in batches: fewer calls than dispatches.
+    let (calls, dispatches) = {
+        let c = edge.calls.lock().unwrap();
+        (c.dispatch_calls, c.deploys.values().sum::<u32>())
+    };
+    eprintln!("{dispatches} deploys in {calls} calls");
+    assert!(calls < dispatches, "{dispatches} deploys arrived in {calls} calls: no call carried more than one");
     wait_for("every deploy acknowledged", Duration::from_secs(30), || async {
         t.roots[&survivor].replica.read_local(|s| s.jobs[&job_id].instances.values().all(|i| i.deploy_acked)).then_some(())
     })

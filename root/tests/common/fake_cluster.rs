@@ -1,5 +1,5 @@
 //! `FakeCluster`: a test double of a cluster tier, speaking the real `grove.cluster.v1` gRPC.
-//! It serves `Cluster.Deploy`/`Undeploy` (idempotent on job id + instance number, like the
+//! It serves `Cluster.Deploy`/`Undeploy`/`Dispatch` (idempotent on job id + instance number, like the
 //! real tier) and `ListWorkers` (from a list the test sets), registers with a list of root endpoints (failing over between them) and keeps a
 //! report stream open that sends a full report (every held instance `RUNNING`) every period.
 //! It counts every call so tests can check "exactly once in effect".
@@ -23,6 +23,8 @@ pub struct Calls {
     /// Deploy calls received per instance (retries and duplicates included).
     pub deploys: BTreeMap<Key, u32>,
     pub undeploys: BTreeMap<Key, u32>,
+    /// `Dispatch` calls received (each carries many deploys and undeploys).
+    pub dispatch_calls: u32,
     /// The last job document received per instance.
     pub documents: BTreeMap<Key, serde_json::Value>,
     /// What `ListWorkers` answers.
@@ -47,28 +49,45 @@ impl Service {
     }
 }
 
-#[tonic::async_trait]
-impl pb::cluster_server::Cluster for Service {
-    async fn deploy(&self, request: Request<pb::DeployRequest>) -> Result<Response<pb::DispatchAck>, Status> {
-        self.check(request.metadata())?;
-        let r = request.into_inner();
+impl Service {
+    fn deploy_one(&self, r: pb::DeployRequest) -> Result<pb::DispatchAck, Status> {
         let doc: serde_json::Value = serde_json::from_str(&r.job_json).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let key = (r.job_id, r.instance_number);
         let mut c = self.calls.lock().unwrap();
         *c.deploys.entry(key.clone()).or_default() += 1;
         c.documents.insert(key.clone(), doc);
         c.held.insert(key);
-        Ok(Response::new(pb::DispatchAck { accepted: true, reason: String::new() }))
+        Ok(pb::DispatchAck { accepted: true, reason: String::new() })
     }
 
-    async fn undeploy(&self, request: Request<pb::UndeployRequest>) -> Result<Response<pb::DispatchAck>, Status> {
-        self.check(request.metadata())?;
-        let r = request.into_inner();
+    fn undeploy_one(&self, r: pb::UndeployRequest) -> pb::DispatchAck {
         let key = (r.job_id, r.instance_number);
         let mut c = self.calls.lock().unwrap();
         *c.undeploys.entry(key.clone()).or_default() += 1;
         c.held.remove(&key);
-        Ok(Response::new(pb::DispatchAck { accepted: true, reason: String::new() }))
+        pb::DispatchAck { accepted: true, reason: String::new() }
+    }
+}
+
+#[tonic::async_trait]
+impl pb::cluster_server::Cluster for Service {
+    async fn deploy(&self, request: Request<pb::DeployRequest>) -> Result<Response<pb::DispatchAck>, Status> {
+        self.check(request.metadata())?;
+        self.deploy_one(request.into_inner()).map(Response::new)
+    }
+
+    async fn undeploy(&self, request: Request<pb::UndeployRequest>) -> Result<Response<pb::DispatchAck>, Status> {
+        self.check(request.metadata())?;
+        Ok(Response::new(self.undeploy_one(request.into_inner())))
+    }
+
+    async fn dispatch(&self, request: Request<pb::DispatchBatch>) -> Result<Response<pb::DispatchAcks>, Status> {
+        self.check(request.metadata())?;
+        let r = request.into_inner();
+        self.calls.lock().unwrap().dispatch_calls += 1;
+        let deploys = r.deploys.into_iter().map(|d| self.deploy_one(d)).collect::<Result<Vec<_>, _>>()?;
+        let undeploys = r.undeploys.into_iter().map(|u| self.undeploy_one(u)).collect();
+        Ok(Response::new(pb::DispatchAcks { deploys, undeploys }))
     }
 
     async fn list_workers(&self, request: Request<pb::ListWorkersRequest>) -> Result<Response<pb::ListWorkersReply>, Status> {
