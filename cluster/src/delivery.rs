@@ -72,7 +72,7 @@ pub async fn deliver(shared: &Shared, replica: u64, messages: Vec<OutMessage>) -
     } else {
         let api = shared.api_of(replica).ok_or_else(|| format!("replica {replica} has not announced its endpoints"))?;
         let url = format!("http://{api}/internal/v1/deliver");
-        let resp = shared.http.post(&url).json(&Delivery { messages }).send().await.map_err(|e| format!("replica {replica} at {api}: {e}"))?;
+        let resp = shared.internal(reqwest::Method::POST, url).json(&Delivery { messages }).send().await.map_err(|e| format!("replica {replica} at {api}: {e}"))?;
         if !resp.status().is_success() {
             return Err(format!("replica {replica} at {api} answered HTTP {}", resp.status()));
         }

@@ -266,8 +266,7 @@ async fn send_observations(shared: &Shared, batch: Observations) -> Result<(), S
     }
     let api = shared.api_of(leader).ok_or_else(|| format!("leader {leader} has not announced its endpoints"))?;
     let resp = shared
-        .http
-        .post(format!("http://{api}/internal/v1/observations"))
+        .internal(reqwest::Method::POST, format!("http://{api}/internal/v1/observations"))
         .json(&batch)
         .send()
         .await

@@ -84,12 +84,22 @@ pub struct Shared {
     pub mqtt_port: u16,
     /// Messages for workers attached to this replica's broker (the gateway publishes them).
     pub outbox: mpsc::UnboundedSender<OutMessage>,
+    /// Calls between the replicas of this tier (internal routes); see [`Shared::internal`].
     pub http: reqwest::Client,
     pub metrics: Arc<Metrics>,
     view: Arc<Mutex<LeaderView>>,
 }
 
 impl Shared {
+    /// A call to another replica's internal route, carrying the cluster token when there is one.
+    pub fn internal(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, url);
+        match &self.config.cluster_token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     /// The leader's soft view, reset when the term changed since its last use.
     pub fn view(&self) -> MutexGuard<'_, LeaderView> {
         let term = self.replica.metrics().borrow().current_term;

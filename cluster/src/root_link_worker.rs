@@ -150,6 +150,10 @@ async fn session(shared: &Shared, next: &mut usize, stop: &mut watch::Receiver<b
     let config = &shared.config;
     let timeout = config.call_timeout();
     let endpoints = &config.root_endpoints;
+    // What the root will be told (read before registering: a change in between only means one
+    // more registration). A replica that announces itself later, or is replaced, means
+    // registering again, or the root would never dispatch to it.
+    let registered_endpoints = shared.replica.read_local(tier_endpoints);
     let mut errors = Vec::new();
     let mut registered = None;
     for i in 0..endpoints.len() {
@@ -204,6 +208,10 @@ async fn session(shared: &Shared, next: &mut usize, stop: &mut watch::Receiver<b
                     tracing::info!("no longer the leader: closing the root link");
                     return Ok(());
                 }
+                if shared.replica.read_local(tier_endpoints) != registered_endpoints {
+                    tracing::info!("the tier's replica endpoints changed: registering with the root again");
+                    return Ok(());
+                }
                 let full = last_full.is_none_or(|at| at.elapsed() >= full_every);
                 let (now, agg) = {
                     let view = shared.view();
@@ -230,6 +238,12 @@ async fn session(shared: &Shared, next: &mut usize, stop: &mut watch::Receiver<b
     }
 }
 
+/// The gRPC endpoints of every replica that announced itself, in replica id order: what the root
+/// dispatches to.
+fn tier_endpoints(s: &ClusterState) -> Vec<String> {
+    s.replicas.values().map(|e| e.grpc.clone()).collect()
+}
+
 async fn register(shared: &Shared, url: &str, timeout: Duration) -> Result<(RootClient<tonic::transport::Channel>, String), String> {
     let channel = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("not a valid endpoint: {e}"))?
@@ -241,7 +255,7 @@ async fn register(shared: &Shared, url: &str, timeout: Duration) -> Result<(Root
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let mut client = RootClient::new(channel);
-    let endpoints: Vec<String> = shared.replica.read_local(|s| s.replicas.values().map(|e| e.grpc.clone()).collect());
+    let endpoints = shared.replica.read_local(tier_endpoints);
     let request = RegisterRequest {
         cluster_name: shared.config.cluster_name.clone(),
         cluster_location: shared.config.cluster_location.clone(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{job_json, wait_for, NodeEngineDouble, TestCluster, WAIT};
 use grove_proto::auth::with_bearer;
 use grove_proto::cluster::cluster_client::ClusterClient;
-use grove_proto::cluster::{DeployRequest, ListWorkersRequest};
+use grove_proto::cluster::{DeployRequest, DispatchBatch, ListWorkersRequest, UndeployRequest};
 
 const TOKEN: &str = "7e57-cluster-token";
 
@@ -61,6 +61,76 @@ async fn the_leader_lists_workers_and_every_call_needs_the_token() {
     let ack = client(leader).await.deploy(with_bearer(deploy, Some(TOKEN))).await.expect("deploy with the token").into_inner();
     assert!(ack.accepted, "{}", ack.reason);
     wait_for("the instance placed on the worker", WAIT, || async { (list(client(leader).await).await.workers[0].instances == 1).then_some(()) }).await;
+    // Delivered through whichever replica holds the worker's session (an internal route that
+    // needs the token too).
+    wait_for("the instance running on the worker", WAIT, || async { (ne.running().len() == 1).then_some(()) }).await;
+
+    // The routes between replicas refuse callers without the token: `deliver` publishes deploy
+    // commands to workers.
+    let http = reqwest::Client::new();
+    let deliver = |token: Option<&str>| {
+        let mut r = http.post(format!("{}/internal/v1/deliver", tc.api(leader))).json(&serde_json::json!({"messages": []}));
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        r.send()
+    };
+    for (token, status, message) in [
+        (None, 401, "a \"Bearer <cluster token>\" header is required"),
+        (Some("wrong"), 401, "the cluster token is wrong"),
+        (Some(TOKEN), 200, ""),
+    ] {
+        let r = deliver(token).await.expect("answered");
+        assert_eq!(r.status().as_u16(), status, "{token:?}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body.to_string().contains(message), "{token:?}: {body}");
+    }
+    let r = http.get(format!("{}/internal/v1/root-link", tc.api(leader))).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
     drop(ne);
+    tc.shutdown().await;
+}
+
+/// `Cluster.Dispatch`, how the root sends deploys and undeploys: through any replica, each item
+/// answered in order, a malformed one refused alone, undeploys applied before deploys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispatch_batch_is_answered_item_by_item_through_any_replica() {
+    let tc = TestCluster::start(3, |_| {}).await;
+    let leader = tc.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).unwrap();
+    let mut client = ClusterClient::connect(tc.grpc(follower)).await.expect("connect");
+    let job = "65f000000000000000000071";
+    let deploy = |n| DeployRequest { job_id: job.into(), instance_number: n, job_json: job_json(job, "app.ns.batch.ns") };
+    let undeploy = |n| UndeployRequest { job_id: job.into(), instance_number: n };
+    let mut malformed = deploy(2);
+    malformed.job_json = "{not json".into();
+
+    // Instance 1 is undeployed and deployed in one batch (the root re-placed it here): it ends
+    // deployed.
+    let batch = DispatchBatch { deploys: vec![deploy(0), deploy(1), malformed], undeploys: vec![undeploy(1)] };
+    let acks = client.dispatch(batch).await.expect("the follower answers").into_inner();
+    assert_eq!(acks.deploys.iter().map(|a| a.accepted).collect::<Vec<_>>(), [true, true, false]);
+    assert!(acks.deploys[2].reason.starts_with("job_json: not JSON"), "{}", acks.deploys[2].reason);
+    assert_eq!(acks.undeploys.len(), 1);
+    assert!(acks.undeploys[0].accepted, "{}", acks.undeploys[0].reason);
+
+    let http = reqwest::Client::new();
+    let apis: Vec<String> = (1..=3).map(|i| tc.api(i)).collect();
+    let numbers = |list: Vec<serde_json::Value>| -> Vec<u64> {
+        let mut n: Vec<u64> = list.iter().filter(|i| i["job_id"] == job && i["desired"] == "running").filter_map(|i| i["instance_number"].as_u64()).collect();
+        n.sort();
+        n
+    };
+    assert_eq!(numbers(common::instances(&http, &apis).await.expect("instances")), [0, 1], "acknowledged means committed");
+
+    // The same batch again changes nothing (idempotent); an undeploy alone removes.
+    let acks = client.dispatch(DispatchBatch { deploys: vec![deploy(0)], undeploys: vec![undeploy(1)] }).await.unwrap().into_inner();
+    assert!(acks.deploys[0].accepted && acks.undeploys[0].accepted);
+    assert_eq!(numbers(common::instances(&http, &apis).await.expect("instances")), [0]);
+
+    // Too many items: refused as a whole, naming the rule.
+    let e = client.dispatch(DispatchBatch { deploys: (0..1025).map(deploy).collect(), undeploys: vec![] }).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
+    assert!(e.message().contains("at most 1024 per call"), "{e}");
     tc.shutdown().await;
 }

@@ -22,13 +22,20 @@ impl TokenCheck {
 
 impl Interceptor for TokenCheck {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(expected) = &self.expected else { return Ok(request) };
-        let given = request.metadata().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(request),
-            Some(_) => Err(Status::unauthenticated("authorization: the cluster token is wrong")),
-            None => Err(Status::unauthenticated("authorization: a \"Bearer <cluster token>\" header is required")),
-        }
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        check(self.expected.as_deref(), header).map_err(Status::unauthenticated)?;
+        Ok(request)
+    }
+}
+
+/// Check an `authorization` header value against the expected token (`None`: no token is
+/// configured and everything passes); the error says what is wrong.
+pub fn check(expected: Option<&str>, authorization: Option<&str>) -> Result<(), &'static str> {
+    let Some(expected) = expected else { return Ok(()) };
+    match authorization.and_then(|v| v.strip_prefix("Bearer ")) {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        Some(_) => Err("authorization: the cluster token is wrong"),
+        None => Err("authorization: a \"Bearer <cluster token>\" header is required"),
     }
 }
 

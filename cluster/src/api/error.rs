@@ -13,6 +13,9 @@ pub enum ApiError {
     /// The request is malformed; the message names the field and the rule (400).
     #[error("{0}")]
     BadRequest(String),
+    /// A route between replicas called without the cluster token (401).
+    #[error("{0}")]
+    Unauthorized(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -30,6 +33,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -5,6 +5,9 @@
 //! - `POST /internal/v1/deliver`: the leader hands messages for workers attached to this
 //!   replica's broker; only `nodes/<id>/control/{deploy,delete,error}` topics are accepted.
 //! - `GET /internal/v1/root-link`: whether this replica (if it leads) is connected to the root.
+//!
+//! With a cluster token configured, every one of them requires `authorization: Bearer <token>`
+//! (401 otherwise): `deliver` publishes deploy commands to workers, which nobody else may do.
 
 use std::time::Instant;
 
@@ -17,6 +20,15 @@ use serde_json::{json, Value};
 use super::{body_bytes, Api, ApiError};
 use crate::delivery::Delivery;
 use crate::soft::Observations;
+
+/// The cluster token check in front of every internal route.
+pub async fn require_token(State(api): State<Api>, request: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    let header = request.headers().get(axum::http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match grove_proto::auth::check(api.shared.config.cluster_token.as_deref(), header) {
+        Ok(()) => next.run(request).await,
+        Err(reason) => axum::response::IntoResponse::into_response(ApiError::Unauthorized(reason.to_owned())),
+    }
+}
 
 pub async fn observations(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Result<Json<Value>, ApiError> {
     let bytes = body_bytes(body)?;

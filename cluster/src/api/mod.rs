@@ -60,14 +60,24 @@ pub fn router(api: Api) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
-        .route("/internal/v1/observations", post(internal::observations))
-        .route("/internal/v1/deliver", post(internal::deliver))
-        .route("/internal/v1/root-link", get(internal::root_link))
+        .merge(
+            Router::new()
+                .route("/internal/v1/observations", post(internal::observations))
+                .route("/internal/v1/deliver", post(internal::deliver))
+                .route("/internal/v1/root-link", get(internal::root_link))
+                .route_layer(axum::middleware::from_fn_with_state(api.clone(), internal::require_token)),
+        )
         .layer(DefaultBodyLimit::max(limit))
         .with_state(api)
 }
 
 /// Serve the API on `listener` until `shutdown` resolves.
 pub async fn serve(api: Api, listener: tokio::net::TcpListener, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    // TCP_NODELAY on every connection: an answer must not wait for the client's delayed ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("TCP_NODELAY not set: {e}");
+        }
+    });
     axum::serve(listener, router(api)).with_graceful_shutdown(shutdown).await
 }

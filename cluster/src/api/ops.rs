@@ -41,7 +41,7 @@ pub async fn cluster_status(State(api): State<Api>) -> Json<Value> {
 
 async fn leader_root_link(api: &Api, leader: Option<u64>) -> bool {
     let Some(addr) = leader.and_then(|l| api.shared.api_of(l)) else { return false };
-    let Ok(resp) = api.shared.http.get(format!("http://{addr}/internal/v1/root-link")).send().await else { return false };
+    let Ok(resp) = api.shared.internal(reqwest::Method::GET, format!("http://{addr}/internal/v1/root-link")).send().await else { return false };
     resp.json::<Value>().await.ok().and_then(|v| v["connected_to_root"].as_bool()).unwrap_or(false)
 }
 
