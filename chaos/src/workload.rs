@@ -172,7 +172,10 @@ pub async fn deployment_client(client: Client, endpoints: Vec<String>, image: St
         } else if let Some(n) = live.front().copied() {
             let call = Call::Undeploy { service: service.clone(), instance: n };
             let op = client.invoke(endpoint, call, Method::DELETE, &format!("{base}/instance/{n}"), None, |_| None).await;
-            if op.outcome == Outcome::Ok {
+            // 404: the instance is gone already (an earlier undeploy of unknown outcome took
+            // effect). Retrying it forever would stop this client deploying for the rest of the
+            // run, as it did in a 50-minute soak.
+            if op.outcome == Outcome::Ok || gone(&op) {
                 live.pop_front();
             }
         }
@@ -210,6 +213,36 @@ pub async fn probe_writer(template: Client, endpoints: Vec<String>, register: Re
     while running.join_next().await.is_some() {}
 }
 
+/// A definite "not found": the server's answer, not a transport error.
+fn gone(op: &crate::history::Op) -> bool {
+    op.outcome == Outcome::Failed && op.error.as_deref().is_some_and(|e| e.starts_with("404 "))
+}
+
 async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) {
     let _ = tokio::time::timeout(d, stop.changed()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Op;
+
+    #[test]
+    fn only_a_servers_404_means_an_instance_is_gone() {
+        let op = |outcome, error: &str| Op {
+            id: 1,
+            client: 1,
+            endpoint: String::new(),
+            call: Call::Undeploy { service: "s".into(), instance: 3 },
+            invoke: Default::default(),
+            complete: Default::default(),
+            outcome,
+            value: None,
+            error: Some(error.into()),
+        };
+        assert!(gone(&op(Outcome::Failed, "404 Not Found: service s has no instance 3")));
+        assert!(!gone(&op(Outcome::Failed, "503 Service Unavailable: the root has no quorum")));
+        assert!(!gone(&op(Outcome::Unknown, "404 Not Found: a proxy's page")));
+        assert!(!gone(&op(Outcome::Failed, "connect: error sending request for url (http://h/api/service/s/instance/404 )")));
+    }
 }
