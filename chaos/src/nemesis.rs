@@ -209,8 +209,10 @@ impl Nemesis {
                 fault.start = self.recorder.now();
                 target.lock().await.partition(&[vec![victim.clone()], others])?;
                 tokio::time::sleep(p.hold).await;
-                target.lock().await.heal()?;
+                // The fault ends when healing begins: the first rule removed can let a side
+                // reach a quorum while the rest are still being removed.
                 fault.end = self.recorder.now();
+                target.lock().await.heal()?;
                 fault.targets = vec![victim];
             }
             FaultKind::PartitionMajority => {
@@ -219,8 +221,10 @@ impl Nemesis {
                 fault.start = self.recorder.now();
                 target.lock().await.partition(&sides)?;
                 tokio::time::sleep(p.hold).await;
-                target.lock().await.heal()?;
+                // The fault ends when healing begins: the first rule removed can let a side
+                // reach a quorum while the rest are still being removed.
                 fault.end = self.recorder.now();
+                target.lock().await.heal()?;
                 fault.targets = members.clone();
             }
             FaultKind::KillWorker => {
