@@ -83,7 +83,7 @@ async fn the_leader_lists_workers_and_every_call_needs_the_token() {
         let r = deliver(token).await.expect("answered");
         assert_eq!(r.status().as_u16(), status, "{token:?}");
         let body: serde_json::Value = r.json().await.unwrap();
-        assert!(body.to_string().contains(message), "{token:?}: {body}");
+        assert!(body["message"].as_str().unwrap_or_default().contains(message), "{token:?}: {body}");
     }
     let r = http.get(format!("{}/internal/v1/root-link", tc.api(leader))).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401);
