@@ -150,8 +150,7 @@ async fn session(shared: &Shared, next: &mut usize, stop: &mut watch::Receiver<b
     let config = &shared.config;
     let timeout = config.call_timeout();
     let endpoints = &config.root_endpoints;
-    // What the root will be told (read before registering: a change in between only means one
-    // more registration). A replica that announces itself later, or is replaced, means
+    // What the root is told; a replica that announces itself later, or is replaced, means
     // registering again, or the root would never dispatch to it.
     let registered_endpoints = shared.replica.read_local(tier_endpoints);
     let mut errors = Vec::new();
@@ -159,7 +158,7 @@ async fn session(shared: &Shared, next: &mut usize, stop: &mut watch::Receiver<b
     for i in 0..endpoints.len() {
         let at = (*next + i) % endpoints.len();
         let url = endpoint_url(&endpoints[at]);
-        match register(shared, &url, timeout).await {
+        match register(shared, &url, timeout, registered_endpoints.clone()).await {
             Ok(r) => {
                 *next = at;
                 registered = Some(r);
@@ -244,7 +243,7 @@ fn tier_endpoints(s: &ClusterState) -> Vec<String> {
     s.replicas.values().map(|e| e.grpc.clone()).collect()
 }
 
-async fn register(shared: &Shared, url: &str, timeout: Duration) -> Result<(RootClient<tonic::transport::Channel>, String), String> {
+async fn register(shared: &Shared, url: &str, timeout: Duration, endpoints: Vec<String>) -> Result<(RootClient<tonic::transport::Channel>, String), String> {
     let channel = Endpoint::from_shared(url.to_owned())
         .map_err(|e| format!("not a valid endpoint: {e}"))?
         .connect_timeout(timeout)
@@ -255,7 +254,6 @@ async fn register(shared: &Shared, url: &str, timeout: Duration) -> Result<(Root
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
     let mut client = RootClient::new(channel);
-    let endpoints = shared.replica.read_local(tier_endpoints);
     let request = RegisterRequest {
         cluster_name: shared.config.cluster_name.clone(),
         cluster_location: shared.config.cluster_location.clone(),

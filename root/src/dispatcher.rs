@@ -221,15 +221,17 @@ pub async fn run(replica: Replica<RootState>, settings: DispatchSettings, mut st
             let names = work[0].endpoints.clone();
             let work: Vec<Work> = work.into_iter().take(free * MAX_BATCH).collect();
             let batches = replica.read_local(|s| batches(work, |d| deploy_document(s, d)));
+            // The cluster's endpoints in the order to try them, the one that answered last first.
             let first = preferred.get(&cluster_id).copied().unwrap_or(0);
+            let endpoints: Vec<(usize, Channel)> = (0..names.len())
+                .map(|i| (first + i) % names.len())
+                .filter_map(|i| channel(&mut channels, &names[i], settings.call_timeout).map(|c| (i, c)))
+                .collect();
             for batch in batches.into_iter().take(free) {
-                let endpoints: Vec<(usize, Channel)> = (0..names.len())
-                    .map(|i| (first + i) % names.len())
-                    .filter_map(|i| channel(&mut channels, &names[i], settings.call_timeout).map(|c| (i, c)))
-                    .collect();
                 in_flight.extend(batch.iter().map(|(w, _)| w.key()));
                 *calls_to.entry(cluster_id.clone()).or_default() += 1;
-                let (timeout, token, names, cluster_id) = (settings.call_timeout, settings.cluster_token.clone(), names.clone(), cluster_id.clone());
+                let (timeout, token, names, endpoints, cluster_id) =
+                    (settings.call_timeout, settings.cluster_token.clone(), names.clone(), endpoints.clone(), cluster_id.clone());
                 calls.spawn(async move {
                     let outcomes = call(batch, &names, endpoints, timeout, token.as_deref()).await;
                     (cluster_id, outcomes)
