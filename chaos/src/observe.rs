@@ -151,7 +151,7 @@ impl Observer {
 }
 
 async fn status(mut client: RaftClient<Channel>, digest: bool) -> Option<Value> {
-    let ask = client.status(StatusRequest { group: String::new(), digest });
+    let ask = client.status(StatusRequest { group: String::new(), digest, from: 0 });
     // A digest serialises the whole state: give it longer.
     let within = if digest { Duration::from_secs(3) } else { ANSWER_WITHIN };
     let reply = tokio::time::timeout(within, ask).await.ok()?.ok()?;

@@ -4,11 +4,12 @@
 //! - A message from an unregistered worker is answered on `nodes/<id>/control/error`
 //!   (`{"message": "Node not registered to the cluster"}`, at most every 10 s per id) and
 //!   dropped; a payload that does not parse is logged (with the field and rule) and counted.
-//! - Status events (`nodes/<id>/job`) are committed through Raft, batched per worker every
-//!   `observation_flush_ms`; instances the state machine calls stale (the worker should not run
+//! - Status events (`nodes/<id>/job`) are committed through Raft promptly (a few milliseconds
+//!   after the first one, batched per worker, one flush at a time); instances the state machine calls stale (the worker should not run
 //!   them) get a delete at once, through this broker, which holds the worker's session.
 //! - Everything else (last seen, attachment, dynamic resources, the instances listed in
-//!   resource reports) goes to the leader as [`Observations`], one batch per flush.
+//!   resource reports) goes to the leader as [`Observations`], one batch per flush: every
+//!   `observation_flush_ms`, or with the status events.
 //! - Publishes what the leader delivers for workers attached here (`outbox`).
 //!
 //! The link is read and written by this one task; committing and sending to the leader happen
@@ -35,6 +36,8 @@ const SUBSCRIPTIONS: [&str; 3] = ["nodes/+/information", "nodes/+/job", "nodes/+
 /// A worker silent on this broker for this long counts as (re)attached when it speaks again.
 const REATTACH_GAP: Duration = Duration::from_secs(5);
 const ERROR_REPLY_EVERY: Duration = Duration::from_secs(10);
+/// How long a status event waits for the messages that usually follow it before it is flushed.
+const PROMPT_LINGER: Duration = Duration::from_millis(5);
 
 /// One worker as this gateway sees it.
 struct Local {
@@ -67,8 +70,17 @@ pub async fn run(shared: Shared, link: (LinkTx, LinkRx), mut outbox: mpsc::Unbou
     let mut error_replies: HashMap<String, Instant> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(shared.config.observation_flush_ms));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Status events are flushed promptly: PROMPT_LINGER after the first one, so the resources
+    // report a worker sends right after a status rides along. Everything else waits for the tick.
+    let mut prompt: Option<tokio::time::Instant> = None;
     let liveness = shared.config.liveness();
     loop {
+        let prompt_due = async {
+            match prompt {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = stop.changed() => break,
             n = rx.next() => match n {
@@ -77,6 +89,9 @@ pub async fn run(shared: Shared, link: (LinkTx, LinkRx), mut outbox: mpsc::Unbou
                     let topic = String::from_utf8_lossy(&f.publish.topic).into_owned();
                     let mut gw = Gateway { shared: &shared, local: &mut local, statuses: &mut statuses, error_replies: &mut error_replies, tx: &mut tx };
                     gw.on_message(&topic, &f.publish.payload);
+                    if prompt.is_none() && !statuses.is_empty() {
+                        prompt = Some(tokio::time::Instant::now() + PROMPT_LINGER);
+                    }
                 }
                 Ok(Some(Notification::Unschedule)) => {
                     if let Err(e) = rx.wake().await {
@@ -91,38 +106,67 @@ pub async fn run(shared: Shared, link: (LinkTx, LinkRx), mut outbox: mpsc::Unbou
                 }
             },
             Some(m) = outbox.recv() => publish(&shared, &mut tx, m),
+            _ = prompt_due => {
+                prompt = None;
+                let mut batch = Batch { shared: &shared, local: &mut local, statuses: &mut statuses, unconfirmed: &unconfirmed, liveness };
+                if !batch.flush(&flush_tx) {
+                    // The forwarder is busy: look again shortly rather than at the next tick.
+                    prompt = Some(tokio::time::Instant::now() + PROMPT_LINGER);
+                }
+            }
             _ = tick.tick() => {
-                // While the forwarder is busy, keep accumulating: nothing is dropped, the next
-                // flush carries the newer observations.
-                let Ok(permit) = flush_tx.try_reserve() else {
-                    tracing::debug!("the forwarder is busy; merging this flush into the next");
-                    continue;
-                };
-                let now = Instant::now();
-                local.retain(|_, l| now.duration_since(l.last_seen) < liveness * 4);
-                shared.metrics.attached_workers.store(local.values().filter(|l| now.duration_since(l.last_seen) < liveness).count() as u64, Ordering::Relaxed);
-                let pending_attach: HashSet<String> = unconfirmed.lock().expect("lock").clone();
-                let mut workers = Vec::new();
-                for (id, l) in local.iter_mut() {
-                    let mut o = match l.pending.take() {
-                        Some(o) => o,
-                        None if pending_attach.contains(id) => WorkerObservation { id: id.clone(), ..Default::default() },
-                        None => continue,
-                    };
-                    o.attached |= pending_attach.contains(id);
-                    o.age_ms = now.duration_since(l.last_seen).as_millis() as u64;
-                    workers.push(o);
+                let mut batch = Batch { shared: &shared, local: &mut local, statuses: &mut statuses, unconfirmed: &unconfirmed, liveness };
+                if batch.flush(&flush_tx) {
+                    prompt = None;
                 }
-                if workers.is_empty() && statuses.is_empty() {
-                    continue;
-                }
-                permit.send(Flush { statuses: statuses.drain().collect(), observations: Observations { replica: shared.replica.id(), workers } });
             }
         }
     }
     drop(flush_tx);
     let _ = tokio::time::timeout(Duration::from_secs(2), forwarder).await;
     tracing::info!("MQTT gateway stopped");
+}
+
+/// What a flush takes from the gateway's accumulated state.
+struct Batch<'a> {
+    shared: &'a Shared,
+    local: &'a mut HashMap<String, Local>,
+    statuses: &'a mut HashMap<String, Vec<StatusUpdate>>,
+    unconfirmed: &'a Mutex<HashSet<String>>,
+    liveness: Duration,
+}
+
+impl Batch<'_> {
+    /// Hand everything accumulated to the forwarder; false (nothing taken) while it is busy
+    /// with the previous flush: nothing is dropped, the next flush carries the newer state.
+    fn flush(&mut self, flush_tx: &mpsc::Sender<Flush>) -> bool {
+        let Ok(permit) = flush_tx.try_reserve() else {
+            tracing::debug!("the forwarder is busy; merging this flush into the next");
+            return false;
+        };
+        let now = Instant::now();
+        let liveness = self.liveness;
+        self.local.retain(|_, l| now.duration_since(l.last_seen) < liveness * 4);
+        let attached = self.local.values().filter(|l| now.duration_since(l.last_seen) < liveness).count();
+        self.shared.metrics.attached_workers.store(attached as u64, Ordering::Relaxed);
+        let pending_attach: HashSet<String> = self.unconfirmed.lock().expect("lock").clone();
+        let mut workers = Vec::new();
+        for (id, l) in self.local.iter_mut() {
+            let mut o = match l.pending.take() {
+                Some(o) => o,
+                None if pending_attach.contains(id) => WorkerObservation { id: id.clone(), ..Default::default() },
+                None => continue,
+            };
+            o.attached |= pending_attach.contains(id);
+            o.age_ms = now.duration_since(l.last_seen).as_millis() as u64;
+            workers.push(o);
+        }
+        if !workers.is_empty() || !self.statuses.is_empty() {
+            let observations = Observations { replica: self.shared.replica.id(), workers };
+            permit.send(Flush { statuses: self.statuses.drain().collect(), observations });
+        }
+        true
+    }
 }
 
 fn publish(shared: &Shared, tx: &mut LinkTx, m: OutMessage) {
@@ -261,7 +305,7 @@ async fn send_observations(shared: &Shared, batch: Observations) -> Result<(), S
         if !shared.replica.is_leader() {
             return Err("leadership changed".into());
         }
-        shared.view().observe(batch, Instant::now());
+        shared.observe(batch);
         return Ok(());
     }
     let api = shared.api_of(leader).ok_or_else(|| format!("leader {leader} has not announced its endpoints"))?;

@@ -88,6 +88,9 @@ pub struct Shared {
     pub http: reqwest::Client,
     pub metrics: Arc<Metrics>,
     view: Arc<Mutex<LeaderView>>,
+    /// Wakes the leader's reconcile loop when observations bring instances newly running, so
+    /// RUNNING is committed at once instead of at the next tick.
+    pub running_news: Arc<tokio::sync::Notify>,
 }
 
 impl Shared {
@@ -97,6 +100,19 @@ impl Shared {
         match &self.config.cluster_token {
             Some(token) => request.bearer_auth(token),
             None => request,
+        }
+    }
+
+    /// Fold a batch of observations into the leader's view, waking the reconcile loop when it
+    /// lists instances not seen running before.
+    pub fn observe(&self, batch: crate::soft::Observations) {
+        let news = {
+            let mut view = self.view();
+            view.observe(batch, std::time::Instant::now());
+            view.newly_running
+        };
+        if news {
+            self.running_news.notify_one();
         }
     }
 
@@ -190,6 +206,7 @@ impl Cluster {
             http,
             metrics: Arc::new(Metrics::default()),
             view: Arc::new(Mutex::new(LeaderView::new(term, std::time::Instant::now()))),
+            running_news: Arc::default(),
         };
         let c = &shared.config;
 

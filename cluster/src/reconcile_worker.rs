@@ -131,6 +131,7 @@ pub async fn run(shared: Shared, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = shared.running_news.notified() => {}
             _ = stop.changed() => return,
         }
         if !shared.replica.is_leader() {
@@ -158,12 +159,19 @@ pub async fn run(shared: Shared, mut stop: watch::Receiver<bool>) {
                 view.expire_running(now, config.liveness());
                 shared.replica.read_local(|s| plan_running(s, &view))
             };
-            for (worker_id, updates) in running {
-                let command = ClusterCommand::ReportStatuses { worker_id, updates, at_ms: crate::now_ms() };
-                if let Err(e) = shared.replica.write(command).await {
-                    tracing::debug!("RUNNING not committed: {e}");
+            // One command per worker, committed concurrently: they share the leader's Raft
+            // rounds (group commit) instead of taking one round each.
+            let at_ms = crate::now_ms();
+            let replica = &shared.replica;
+            let writes = running.into_iter().map(|(worker_id, updates)| {
+                let command = ClusterCommand::ReportStatuses { worker_id, updates, at_ms };
+                async move {
+                    if let Err(e) = replica.write(command).await {
+                        tracing::debug!("RUNNING not committed: {e}");
+                    }
                 }
-            }
+            });
+            futures::future::join_all(writes).await;
         }
         let planned = {
             let view = shared.view();

@@ -98,7 +98,7 @@ impl GroupClient {
             .find(|(a, _)| a == endpoint)
             .ok_or_else(|| Error::Config(format!("{endpoint} is not one of this client's endpoints")))?;
         let mut client = client.clone();
-        let reply = tokio::time::timeout(self.timeout, client.status(StatusRequest { group: self.group.clone(), digest: false }))
+        let reply = tokio::time::timeout(self.timeout, client.status(StatusRequest { group: self.group.clone(), digest: false, from: 0 }))
             .await
             .map_err(|_| Error::Network(format!("{endpoint}: no answer within {:?}", self.timeout)))?
             .map_err(|s| Error::Network(format!("{endpoint}: {}: {}", s.code(), s.message())))?;

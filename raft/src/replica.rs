@@ -201,7 +201,16 @@ impl<S: StateMachine> Replica<S> {
             failover: Mutex::new(Vec::new()),
             runtime,
         });
-        let watch = crate::failover::watch(config.id, raft.clone(), inner.contact.clone(), config.timing.clone());
+        let watch = crate::failover::Watch {
+            id: config.id,
+            group: config.group.clone(),
+            raft: raft.clone(),
+            contact: inner.contact.clone(),
+            timing: config.timing.clone(),
+            peers: Peers::new(connect_timeout),
+            faults: inner.faults.clone(),
+        }
+        .run();
         let heartbeats = crate::failover::heartbeats(raft.clone(), config.timing.clone());
         let runtime = inner.runtime.handle();
         *inner.failover.lock().expect("failover lock") = vec![runtime.spawn(watch), runtime.spawn(heartbeats)];
@@ -469,10 +478,11 @@ impl<S: StateMachine> Inner<S> {
         let mut unavailable_since: Option<Instant> = None;
         let patience = Duration::from_millis(self.timing.election_timeout_max_ms);
         // With no reachable leader for longer than a failover takes (the leader's lease plus an
-        // election timeout, and two heartbeats to spare: 1 s with the default timing), a
-        // majority is likely gone: answer "not applied" then instead of holding the caller until
-        // its deadline.
-        let leaderless = 2 * patience + Duration::from_millis(self.timing.heartbeat_ms * 2);
+        // election timeout, and half a heartbeat: 850 ms with the default timing), a majority is
+        // likely gone: answer "not applied" then instead of holding the caller until its
+        // deadline. (A dead leader is replaced after its lease and half a heartbeat, see
+        // `failover`; the bound has to stay under the 1 s a caller should wait for a 503.)
+        let leaderless = 2 * patience + Duration::from_millis(self.timing.heartbeat_ms / 2);
         let leaderless_by = (Instant::now() + leaderless).min(deadline);
         loop {
             let reply = match self.route(leaderless_by).await? {

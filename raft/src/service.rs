@@ -208,7 +208,7 @@ impl<S: StateMachine> RaftRpc for Service<S> {
     async fn status(&self, request: Request<StatusRequest>) -> Result<Response<StatusReply>, Status> {
         let m = request.into_inner();
         if !m.group.is_empty() {
-            self.admit(&m.group, 0)?;
+            self.admit(&m.group, m.from)?;
         }
         let status = if m.digest { self.inner.status_with_digest() } else { self.inner.status() };
         let json = serde_json::to_string(&status).map_err(|e| Status::internal(e.to_string()))?;

@@ -1,7 +1,8 @@
 //! A dead leader (its address refuses connections) is replaced by an early campaign as soon as
-//! the voters' lease allows; a leader that is alive but unreachable is left to openraft's own
-//! election timers. The election timeouts here are long (1.5–2.5 s) so that the two paths
-//! cannot be confused: openraft's own timer would campaign 4–5 s after the last heartbeat.
+//! the voters' lease allows, by the survivor with the longest log; a leader that is alive but
+//! unreachable is left to openraft's own election timers. The election timeouts here are long
+//! (1.5–2.5 s) so that the two paths cannot be confused: openraft's own timer would campaign
+//! 4–5 s after the last heartbeat.
 
 mod common;
 
@@ -29,14 +30,40 @@ async fn a_stopped_leader_is_replaced_by_one_early_campaign() {
     group.stop(leader).await;
     let new_leader = group.leader().await;
     assert_ne!(new_leader, leader);
-    // The surviving voter with the lowest id campaigned early; the other did not.
+    // Exactly one survivor campaigned early, and it won.
     let early: Vec<(u64, u64)> = group.replicas.iter().map(|(id, r)| (*id, r.status().fast_campaigns)).collect();
-    let first = group.followers(leader)[0];
-    assert_eq!(early.iter().map(|(id, n)| if *id == first { 0 } else { *n }).sum::<u64>(), 0, "only the lowest id campaigns early: {early:?}");
-    assert!(early.iter().any(|(id, n)| *id == first && *n > 0), "no early campaign: {early:?}");
+    assert_eq!(early.iter().map(|(_, n)| n).sum::<u64>(), 1, "one early campaign: {early:?}");
+    assert!(early.contains(&(new_leader, 1)), "the early candidate leads: {early:?}");
 
     let r = group.replica(new_leader).write(put("after", "2")).await.expect("write after failover");
     assert!(r.applied);
+    group.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_survivor_with_the_longest_log_campaigns_even_with_the_higher_id() {
+    let mut group = TestGroup::start_timed(3, SnapshotConfig::default(), slow_elections()).await;
+    let leader = group.leader().await;
+    let followers = group.followers(leader);
+    let (behind, ahead) = (followers[0], followers[1]);
+    assert!(behind < ahead);
+    // Cut the lower-id follower off from the leader: the writes below commit through the other
+    // follower alone, so its log is longer when the leader dies.
+    group.replica(leader).faults().block(behind);
+    group.replica(behind).faults().block(leader);
+    for i in 0..5 {
+        group.replica(leader).write(put(format!("k{i}"), "v")).await.expect("write");
+    }
+    let (short, long) = (group.replica(behind).status().last_log_index, group.replica(ahead).status().last_log_index);
+    assert!(short < long, "the cut follower holds {short} entries, the other {long}");
+
+    group.stop(leader).await;
+    let new_leader = group.leader().await;
+    assert_eq!(new_leader, ahead, "the survivor with the longer log leads");
+    assert_eq!(group.replica(ahead).status().fast_campaigns, 1, "it campaigned early");
+    assert_eq!(group.replica(behind).status().fast_campaigns, 0, "the other did not");
+    group.replica(behind).faults().heal();
+    group.replica(new_leader).write(put("after", "1")).await.expect("write after failover");
     group.shutdown().await;
 }
 

@@ -9,8 +9,6 @@
 //! With a cluster token configured, every one of them requires `authorization: Bearer <token>`
 //! (401 otherwise): `deliver` publishes deploy commands to workers, which nobody else may do.
 
-use std::time::Instant;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
@@ -37,7 +35,7 @@ pub async fn observations(State(api): State<Api>, body: Result<Bytes, BytesRejec
         return Err(ApiError::Unavailable("this replica does not lead the cluster".into()));
     }
     let n = batch.workers.len();
-    api.shared.view().observe(batch, Instant::now());
+    api.shared.observe(batch);
     Ok(Json(json!({ "accepted": n })))
 }
 

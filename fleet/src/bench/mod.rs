@@ -36,6 +36,8 @@ pub struct RunResult {
     pub completed: usize,
     /// From the first `POST …/instance` to the last instance read RUNNING.
     pub wall: Duration,
+    /// When each instance was first read RUNNING, from the first `POST …/instance`, sorted.
+    pub running_at: Vec<Duration>,
     /// `POST …/instance` → RUNNING read through the root API, sorted.
     pub deploy_latencies: Vec<Duration>,
     /// `GET /api/service/<id>` during the deploy phase, sorted.
@@ -63,6 +65,22 @@ impl RunResult {
             return 0.0;
         }
         self.completed as f64 / self.wall.as_secs_f64()
+    }
+
+    /// The sustained rate: instances turning RUNNING per second between the 10th and the 90th
+    /// percentile of completions, leaving out the pipeline filling at the start and the last
+    /// stragglers at the end (the whole-phase rate is [`Self::deploys_per_sec`]).
+    pub fn sustained_per_sec(&self) -> f64 {
+        let n = self.running_at.len();
+        if n < 10 {
+            return self.deploys_per_sec();
+        }
+        let (lo, hi) = (n / 10, n * 9 / 10 - 1);
+        let span = self.running_at[hi].saturating_sub(self.running_at[lo]);
+        if span.is_zero() {
+            return 0.0;
+        }
+        (hi - lo) as f64 / span.as_secs_f64()
     }
 
     fn rss_of(&self, name: &str) -> Option<u64> {
@@ -140,9 +158,9 @@ pub fn markdown(results: &[RunResult]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| workers | deployments (RUNNING) | deploys/s | deploy→RUNNING p50 ms | p99 ms | API read p50 ms | p99 ms (reads) | root leader CPU % idle / deploying | cluster leaders CPU % idle / deploying | root RSS max MiB idle / deploying | cluster RSS max MiB idle / deploying |"
+        "| workers | deployments (RUNNING) | deploys/s | sustained/s | deploy→RUNNING p50 ms | p99 ms | API read p50 ms | p99 ms (reads) | root leader CPU % idle / deploying | cluster leaders CPU % idle / deploying | root RSS max MiB idle / deploying | cluster RSS max MiB idle / deploying |"
     );
-    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|");
+    let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|");
     for r in results {
         let clusters: Vec<String> = r
             .cluster_cpu
@@ -151,11 +169,12 @@ pub fn markdown(results: &[RunResult]) -> String {
             .collect();
         let _ = writeln!(
             s,
-            "| {} | {} ({}) | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} ({}) | {:.1} / {:.1} | {} | {} / {} | {} / {} |",
+            "| {} | {} ({}) | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} ({}) | {:.1} / {:.1} | {} | {} / {} | {} / {} |",
             r.workers,
             r.deployments,
             r.completed,
             r.deploys_per_sec(),
+            r.sustained_per_sec(),
             quantile_ms(&r.deploy_latencies, 0.5),
             quantile_ms(&r.deploy_latencies, 0.99),
             quantile_ms(&r.read_latencies, 0.5),
@@ -279,9 +298,25 @@ mod tests {
     }
 
     #[test]
+    fn the_sustained_rate_leaves_out_the_first_and_last_tenth() {
+        // 100 completions: the first ten trickle in over 1 s, then one every 10 ms, and the
+        // last ten straggle over another second.
+        let mut at: Vec<Duration> = (0..10).map(|i| Duration::from_millis(100 * i)).collect();
+        at.extend((0..80).map(|i| Duration::from_millis(1000 + 10 * i)));
+        at.extend((0..10).map(|i| Duration::from_millis(2000 + 100 * i)));
+        let r = RunResult { completed: 100, wall: Duration::from_secs(3), running_at: at, ..RunResult::default() };
+        // Completions 10 to 89: 79 intervals of 10 ms.
+        assert!((r.sustained_per_sec() - 100.0).abs() < 1e-6, "{}", r.sustained_per_sec());
+        assert!((r.deploys_per_sec() - 100.0 / 3.0).abs() < 1e-6);
+        // Too few samples for percentiles: the whole-phase rate.
+        let few = RunResult { completed: 4, wall: Duration::from_secs(2), running_at: vec![Duration::from_secs(1); 4], ..RunResult::default() };
+        assert_eq!(few.sustained_per_sec(), 2.0);
+    }
+
+    #[test]
     fn the_table_has_a_row_per_run_and_marks_leaders() {
         let md = markdown(&[run(100, 1.0, 30_000), run(1000, 5.0, 35_000)]);
-        assert!(md.contains("| 100 | 10 (10) | 5 | 6 | 10 |"), "{md}");
+        assert!(md.contains("| 100 | 10 (10) | 5 | 5 | 6 | 10 |"), "{md}");
         assert!(md.contains("| 1000 |"));
         assert!(md.contains("20.0*"), "root leader marked: {md}");
         assert_eq!(

@@ -112,10 +112,11 @@ async fn main() -> anyhow::Result<()> {
             .await
             .with_context(|| format!("the run with {n} workers"))?;
         eprintln!(
-            "grove-bench: N = {n}: {}/{} RUNNING, {:.0} deploys/s, p50 {:.0} ms, p99 {:.0} ms",
+            "grove-bench: N = {n}: {}/{} RUNNING, {:.0} deploys/s ({:.0}/s sustained), p50 {:.0} ms, p99 {:.0} ms",
             r.completed,
             r.deployments,
             r.deploys_per_sec(),
+            r.sustained_per_sec(),
             quantile_ms(&r.deploy_latencies, 0.5),
             quantile_ms(&r.deploy_latencies, 0.99)
         );
@@ -358,6 +359,11 @@ async fn measure(
         .filter_map(|(k, at)| running.get(k).map(|r| r.saturating_duration_since(*at)))
         .collect();
     deploy_latencies.sort();
+    let mut running_at: Vec<Duration> = posted
+        .keys()
+        .filter_map(|k| running.get(k).map(|r| r.saturating_duration_since(t0)))
+        .collect();
+    running_at.sort();
     eprintln!(
         "grove-bench: status first read, from POST, p50 / p99 ms: {}",
         stages(&phase, &posted)
@@ -386,6 +392,7 @@ async fn measure(
         deployments: args.deployments,
         completed: deploy_latencies.len(),
         wall,
+        running_at,
         deploy_latencies,
         read_latencies,
         registered_in,
