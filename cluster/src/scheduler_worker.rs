@@ -7,7 +7,7 @@
 //! reported `FAILED` or `DEAD` at least `redeploy_delay_ms` ago (Oakestra re-deploys those
 //! too). Placements are compare-and-set on the instance's current worker.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use grove_core::scheduler::{schedule, Candidate, Demand, Level};
@@ -40,40 +40,41 @@ fn needs_worker(status: &str, worker_id: &str, updated_at_ms: u64, now_ms: u64, 
 pub fn plan(state: &ClusterState, dynamic: &HashMap<String, Dynamic>, now_ms: u64, redeploy_delay_ms: u64) -> Vec<Decision> {
     let workers: Vec<_> = state.workers.values().collect();
     let csi: Vec<Vec<String>> = workers.iter().map(|w| w.info.csi_drivers.iter().map(|d| d.csi_driver_name.clone()).collect()).collect();
-    let mut used: BTreeMap<usize, (u32, u64)> = BTreeMap::new();
+    // The candidates are built once per pass (not once per instance: with thousands of workers
+    // and a burst of instances that was most of the pass) and a placement takes its resources
+    // off the chosen one.
+    let mut candidates: Vec<Candidate> = workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let d = dynamic.get(&w.id);
+            Candidate {
+                id: &w.id,
+                name: &w.host,
+                active: !w.lost,
+                vcpus: d.map_or(w.info.vcpus, |d| d.vcpus),
+                cpu_percent: d.map_or(w.info.cpu_percent, |d| d.cpu_percent),
+                memory_mb: d.map_or(w.info.memory, |d| d.memory),
+                vgpus: d.map_or(w.info.vgpus, |d| d.vgpus),
+                virtualization: &w.info.virtualization,
+                csi_drivers: &csi[i],
+                supported_addons: &w.info.supported_addons,
+                location: None,
+            }
+        })
+        .collect();
     let mut out = Vec::new();
     for (key, inst) in &state.instances {
         if inst.desired != Desired::Running || !needs_worker(&inst.status, &inst.worker_id, inst.updated_at_ms, now_ms, redeploy_delay_ms) {
             continue;
         }
         let Some(job) = state.jobs.get(&inst.job_id) else { continue };
-        let candidates: Vec<Candidate> = workers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| {
-                let d = dynamic.get(&w.id);
-                let (cpu, mem) = used.get(&i).copied().unwrap_or((0, 0));
-                Candidate {
-                    id: &w.id,
-                    name: &w.host,
-                    active: !w.lost,
-                    vcpus: d.map_or(w.info.vcpus, |d| d.vcpus).saturating_sub(cpu),
-                    cpu_percent: d.map_or(w.info.cpu_percent, |d| d.cpu_percent),
-                    memory_mb: d.map_or(w.info.memory, |d| d.memory).saturating_sub(mem),
-                    vgpus: d.map_or(w.info.vgpus, |d| d.vgpus),
-                    virtualization: &w.info.virtualization,
-                    csi_drivers: &csi[i],
-                    supported_addons: &w.info.supported_addons,
-                    location: None,
-                }
-            })
-            .collect();
         match schedule(Level::Cluster, &Demand::from_job(job), &candidates) {
             Ok(p) => {
-                let e = used.entry(p.index).or_default();
-                e.0 += job.vcpus;
-                e.1 += job.memory;
                 out.push(Decision::Place { key: key.clone(), worker_id: p.id.to_owned(), expected_worker: inst.worker_id.clone() });
+                let chosen = &mut candidates[p.index];
+                chosen.vcpus = chosen.vcpus.saturating_sub(job.vcpus);
+                chosen.memory_mb = chosen.memory_mb.saturating_sub(job.memory);
             }
             Err(np) if inst.worker_id.is_empty() => {
                 if inst.status != np.status.as_str() || inst.status_detail != np.detail {
