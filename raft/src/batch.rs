@@ -51,8 +51,7 @@ pub(crate) struct WriteBatcher {
 impl WriteBatcher {
     pub fn start(raft: Raft, timeout: Duration) -> WriteBatcher {
         let (tx, rx) = mpsc::unbounded_channel();
-        let slots = std::env::var("GROVE_RAFT_WRITES_IN_FLIGHT").ok().and_then(|v| v.parse().ok()).filter(|n| *n > 0).unwrap_or(MAX_IN_FLIGHT);
-        let in_flight = Arc::new(Semaphore::new(slots));
+        let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
         tokio::spawn(run(raft.clone(), timeout, rx, in_flight.clone()));
         WriteBatcher { tx, raft, in_flight }
     }
