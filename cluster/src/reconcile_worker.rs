@@ -39,6 +39,7 @@ fn should_run(status: &str) -> bool {
 /// The commands reconciliation sends for `workers` (all attached workers when `None`), pure.
 pub fn plan_commands(state: &ClusterState, view: &LeaderView, only: Option<&HashSet<String>>, now: Instant, resend_after: Duration) -> Vec<Planned> {
     let mut out = Vec::new();
+    let by_worker = state.instances_by_worker();
     for (worker_id, live) in &view.workers {
         if only.is_some_and(|o| !o.contains(worker_id)) {
             continue;
@@ -55,7 +56,7 @@ pub fn plan_commands(state: &ClusterState, view: &LeaderView, only: Option<&Hash
                 out.push(Planned { replica: live.replica, sent, message });
             }
         };
-        for (key, inst) in state.instances_on(worker_id) {
+        for &(key, inst) in by_worker.get(worker_id.as_str()).into_iter().flatten() {
             let Some(job) = state.jobs.get(&inst.job_id) else { continue };
             match inst.desired {
                 Desired::Running => {
@@ -86,19 +87,23 @@ pub fn plan_commands(state: &ClusterState, view: &LeaderView, only: Option<&Hash
 
 /// Instances reported running whose committed status is still before `RUNNING`, per worker.
 pub fn plan_running(state: &ClusterState, view: &LeaderView) -> BTreeMap<String, Vec<StatusUpdate>> {
+    // One pass over the instances (not one per worker: with thousands of workers that was a
+    // scan of every instance per worker, and this runs whenever instances are newly reported).
     let mut out: BTreeMap<String, Vec<StatusUpdate>> = BTreeMap::new();
-    for (worker_id, live) in &view.workers {
-        for (_, inst) in state.instances_on(worker_id) {
-            let before = [Status::NodeScheduled, Status::Creating, Status::Created].iter().any(|s| s.as_str() == inst.status);
-            if inst.desired == Desired::Running && before && live.running.contains_key(&(inst.job_name.clone(), inst.instance_number)) {
-                out.entry(worker_id.clone()).or_default().push(StatusUpdate {
-                    job_name: inst.job_name.clone(),
-                    instance_number: inst.instance_number,
-                    status: Status::Running.as_str().into(),
-                    detail: String::new(),
-                    publicip: live.dynamic.as_ref().map(|d| d.ip.clone()).unwrap_or_default(),
-                });
-            }
+    for inst in state.instances.values() {
+        let before = [Status::NodeScheduled, Status::Creating, Status::Created].iter().any(|s| s.as_str() == inst.status);
+        if inst.desired != Desired::Running || !before {
+            continue;
+        }
+        let Some(live) = view.workers.get(&inst.worker_id) else { continue };
+        if live.running.contains_key(&(inst.job_name.clone(), inst.instance_number)) {
+            out.entry(inst.worker_id.clone()).or_default().push(StatusUpdate {
+                job_name: inst.job_name.clone(),
+                instance_number: inst.instance_number,
+                status: Status::Running.as_str().into(),
+                detail: String::new(),
+                publicip: live.dynamic.as_ref().map(|d| d.ip.clone()).unwrap_or_default(),
+            });
         }
     }
     out

@@ -183,6 +183,18 @@ impl ClusterState {
         self.instances.iter().filter(move |(_, i)| i.worker_id == worker_id)
     }
 
+    /// The instances placed on each worker, for passes over many workers: one scan of the
+    /// instances instead of one per worker.
+    pub fn instances_by_worker(&self) -> std::collections::HashMap<&str, Vec<(&String, &InstanceRecord)>> {
+        let mut out: std::collections::HashMap<&str, Vec<(&String, &InstanceRecord)>> = std::collections::HashMap::new();
+        for (key, inst) in &self.instances {
+            if !inst.worker_id.is_empty() {
+                out.entry(inst.worker_id.as_str()).or_default().push((key, inst));
+            }
+        }
+        out
+    }
+
     /// Forget job documents no instance refers to any more.
     fn drop_unused_jobs(&mut self) {
         let used: std::collections::BTreeSet<&str> = self.instances.values().map(|i| i.job_id.as_str()).collect();

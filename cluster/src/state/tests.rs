@@ -186,3 +186,22 @@ fn batched_losses_and_returns_skip_unknown_workers() {
     assert_eq!(ok(&mut s, back), Applied::Changed(1));
     assert!(!s.workers["w2"].lost && s.workers["w1"].lost);
 }
+
+#[test]
+fn instances_are_grouped_by_worker_and_unplaced_ones_left_out() {
+    let mut s = with_worker_and_instance();
+    ok(&mut s, ClusterCommand::RegisterWorker { id: "w2".into(), info: node("host-2"), at_ms: 4 });
+    ok(&mut s, ClusterCommand::Deploy { job_id: "j1".into(), instance_number: 1, job: job("a.b.c.d"), at_ms: 5 });
+    ok(&mut s, ClusterCommand::Deploy { job_id: "j1".into(), instance_number: 2, job: job("a.b.c.d"), at_ms: 5 });
+    ok(&mut s, ClusterCommand::Place { key: "j1/1".into(), worker_id: "w1".into(), expected_worker: String::new(), at_ms: 6 });
+    let by_worker = s.instances_by_worker();
+    let keys = |w: &str| by_worker.get(w).map(|v| v.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>());
+    assert_eq!(keys("w1"), Some(vec!["j1/0", "j1/1"]));
+    assert_eq!(keys("w2"), None, "nothing placed on w2");
+    assert_eq!(by_worker.len(), 1, "j1/2 is unplaced: {:?}", by_worker.keys().collect::<Vec<_>>());
+    // The same as the per-worker scan it replaces.
+    for (w, list) in &by_worker {
+        let scanned: Vec<&String> = s.instances_on(w).map(|(k, _)| k).collect();
+        assert_eq!(list.iter().map(|(k, _)| *k).collect::<Vec<_>>(), scanned);
+    }
+}
