@@ -112,6 +112,7 @@ pub async fn run_compose(cfg: RunConfig) -> anyhow::Result<RunResult> {
 
 /// Run the workloads and the nemesis against a ready target, then check and report.
 pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Result<RunResult> {
+    let started_at = utc_now();
     let recorder = Recorder::default();
     let endpoints = target.root_endpoints();
     let topology = target.topology();
@@ -204,7 +205,7 @@ pub async fn run_against(cfg: RunConfig, target: Box<dyn Target>) -> anyhow::Res
         duration_s: cfg.duration.as_secs_f64(),
         nemeses: cfg.families.iter().map(|f| format!("{f:?}").to_lowercase()).collect(),
         clients: cfg.register_clients + cfg.deployment_clients,
-        started_at: utc_now(),
+        started_at,
         notes: [format!("reproduce: `{}`", cfg.command_line)]
             .into_iter()
             .chain(nemesis::majority_loss_note(&faults, &ops, ELECTION_TIMEOUT.as_micros() as u64))
