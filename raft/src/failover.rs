@@ -98,8 +98,8 @@ pub(crate) async fn heartbeats(raft: Raft, timing: Timing) {
     }
 }
 
-/// How long a connection attempt to a suspected leader, or a status call to a fellow survivor,
-/// may take; a live process on a reachable host answers far sooner.
+/// How long a connection attempt to a suspected leader may take; a live process on a reachable
+/// host answers far sooner.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// What the failover watch of one replica works with.
@@ -220,7 +220,10 @@ impl Watch {
         }
         let mut client = self.peers.client(addr).ok()?;
         let request = StatusRequest { group: self.group.clone(), digest: false, from: self.id };
-        let reply = tokio::time::timeout(PROBE_TIMEOUT, client.status(request)).await.ok()?.ok()?;
+        // Half the lease: the campaign waits for the lease anyway, and a loaded machine (or a
+        // debug build) may need more than the connection probe's 100 ms to answer.
+        let bound = Duration::from_millis(self.timing.election_timeout_max_ms / 2).max(PROBE_TIMEOUT);
+        let reply = tokio::time::timeout(bound, client.status(request)).await.ok()?.ok()?;
         let answered = Instant::now();
         let status: ReplicaStatus = serde_json::from_str(&reply.into_inner().json).ok()?;
         if status.role != "follower" || status.leader_id != Some(leader) {
